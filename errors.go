@@ -1,0 +1,148 @@
+package bearer
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+)
+
+var (
+	// ErrNoToken is reported, wrapped, by a [Store] that holds no token.
+	ErrNoToken = errors.New("bearer: no token stored")
+
+	// ErrReauthorize means the refresh token expired, was revoked or was
+	// already spent: only a person authorizing the app again gets a new one.
+	// Branch on it with errors.Is.
+	ErrReauthorize = errors.New("bearer: authorization needed again: the refresh token expired, was revoked or was already used")
+
+	// ErrInterrupted means a refresh of the stored refresh token was begun
+	// earlier (by this or another process) and never completed: the server
+	// may have spent the token. An error that wraps it also matches
+	// ErrReauthorize when the server rejects the token.
+	ErrInterrupted = errors.New("bearer: an earlier refresh of this token was interrupted; the refresh token may have been spent")
+
+	// ErrConflict is reported, wrapped, by a compare-and-swap that found
+	// the store holding another token than the one the swap started from.
+	ErrConflict = errors.New("bearer: the store holds a different token")
+
+	// ErrLockLost is reported, wrapped, when a store lock (such as a Redis
+	// lease) lapsed before the work under it was saved.
+	ErrLockLost = errors.New("bearer: the store lock was lost")
+
+	// ErrInsecure is reported, wrapped, when a token would be sent over
+	// plain http to a host that is not loopback and the user has not
+	// opted in.
+	ErrInsecure = errors.New("bearer: refusing to send a token over plain http")
+
+	// ErrNoSource is returned by a Transport whose Source is nil.
+	ErrNoSource = errors.New("bearer: Transport.Source is nil")
+
+	// ErrClosed is returned by a Source after Close.
+	ErrClosed = errors.New("bearer: source is closed")
+)
+
+// RetrieveError is a failed token endpoint request: an OAuth error answer,
+// an unexpected status, or an answer that is not a usable token.
+//
+// Is reports ErrReauthorize for the "invalid_grant" error code. The fields
+// never hold a secret: the body excerpt has the credentials that were sent
+// removed, and is empty for successful answers, which carry tokens.
+type RetrieveError struct {
+	// StatusCode is the HTTP status, 0 when no answer arrived.
+	StatusCode int
+	// ErrorCode is the OAuth "error" field, such as "invalid_grant".
+	ErrorCode string
+	// ErrorDescription is the OAuth "error_description" field.
+	ErrorDescription string
+	// ErrorURI is the OAuth "error_uri" field.
+	ErrorURI string
+	// Body is a short, cleaned excerpt of an error answer's body.
+	Body string
+	// RetryAfter is the wait the server asked for with Retry-After.
+	RetryAfter time.Duration
+	// Attempts is how many requests were sent.
+	Attempts int
+	// Err is the underlying cause: a transport error, or why the answer
+	// could not be used. It may be nil.
+	Err error
+}
+
+func (e *RetrieveError) Error() string {
+	var b strings.Builder
+	b.WriteString("bearer: token endpoint")
+	if e.StatusCode != 0 {
+		b.WriteString(": status ")
+		b.WriteString(strconv.Itoa(e.StatusCode))
+	}
+	if e.ErrorCode != "" {
+		b.WriteString(": ")
+		b.WriteString(e.ErrorCode)
+	}
+	if e.ErrorDescription != "" {
+		b.WriteString(": ")
+		b.WriteString(e.ErrorDescription)
+	}
+	if e.Err != nil {
+		b.WriteString(": ")
+		b.WriteString(e.Err.Error())
+	}
+	if e.ErrorCode == "" && e.Body != "" {
+		fmt.Fprintf(&b, ": body %q", e.Body)
+	}
+	if e.Attempts > 1 {
+		fmt.Fprintf(&b, " (after %d attempts)", e.Attempts)
+	}
+	return b.String()
+}
+
+// Unwrap returns Err.
+func (e *RetrieveError) Unwrap() error { return e.Err }
+
+// Is reports whether the error implies target: invalid_grant implies
+// ErrReauthorize.
+func (e *RetrieveError) Is(target error) bool {
+	return target == ErrReauthorize && e.ErrorCode == "invalid_grant"
+}
+
+// temporary reports whether sending the same request again may succeed.
+func (e *RetrieveError) temporary() bool {
+	if e.ErrorCode != "" && e.StatusCode < 500 && e.StatusCode != 429 {
+		return false
+	}
+	return e.StatusCode == 0 || e.StatusCode == 429 || e.StatusCode >= 500
+}
+
+// excerpt returns at most max printable characters of body with every
+// secret removed: servers echo requests in error pages.
+func excerpt(body []byte, secrets []string, max int) string {
+	s := string(body)
+	for _, sec := range secrets {
+		if len(sec) >= 4 {
+			s = strings.ReplaceAll(s, sec, redacted)
+		}
+	}
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsSpace(r) {
+			return ' '
+		}
+		if !unicode.IsPrint(r) {
+			return -1
+		}
+		return r
+	}, s)
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > max {
+		// Cut on a rune boundary.
+		i := max
+		for i > 0 && !utf8RuneStart(s[i]) {
+			i--
+		}
+		s = s[:i] + "…"
+	}
+	return s
+}
+
+func utf8RuneStart(b byte) bool { return b&0xC0 != 0x80 }
