@@ -1,0 +1,193 @@
+package bearertest
+
+import (
+	"context"
+	"crypto/rand"
+	"io"
+	"log"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"time"
+)
+
+// DefaultClientID and DefaultClientSecret are the client credentials a
+// [Server] accepts when [Config] leaves them empty.
+const (
+	DefaultClientID     = "test-client"
+	DefaultClientSecret = "test-secret"
+)
+
+// Config configures a [Server]. The zero Config is a strict server with
+// default credentials and lifetimes, answering JSON without delay.
+type Config struct {
+	// ClientID and ClientSecret are the only client credentials accepted.
+	// Empty means DefaultClientID and DefaultClientSecret.
+	ClientID     string
+	ClientSecret string
+
+	// AccessLifetime is how long an access token lives. Zero means one hour.
+	AccessLifetime time.Duration
+	// RefreshLifetime is how long a refresh token lives. Zero means 24 hours.
+	RefreshLifetime time.Duration
+
+	// Latency is waited before every token endpoint request is processed.
+	// A request whose client gives up during the wait is not processed.
+	Latency time.Duration
+
+	// Lenient stops the reuse of a spent refresh token from revoking its
+	// family. The reuse is still answered with invalid_grant.
+	Lenient bool
+	// ReuseGrace, if positive, is how long after a rotation the spent
+	// refresh token may be presented again and be answered with the very
+	// pair that was already issued for it, provided that pair is still the
+	// family's head. Zero means no grace.
+	ReuseGrace time.Duration
+
+	// FormResponses makes the token endpoint answer
+	// application/x-www-form-urlencoded (with info as a JSON string)
+	// instead of JSON.
+	FormResponses bool
+
+	// Now is the clock used for token lifetimes. Nil means time.Now.
+	Now func() time.Time
+}
+
+// Server is an OAuth 2.0 token server and protected API listening on a
+// loopback address. Create one with [NewServer] and stop it with
+// [Server.Close].
+//
+// A Server is safe for concurrent use by multiple goroutines.
+type Server struct {
+	// URL is the base URL of the form http://127.0.0.1:port, with no
+	// trailing slash.
+	URL string
+
+	cfg       Config
+	hs        *httptest.Server
+	done      chan struct{} // closed by Close; every wait selects on it
+	closeOnce sync.Once
+
+	// writers counts fault writers in progress; tests wait on it to see
+	// that a writer stopped when its client went away.
+	writers sync.WaitGroup
+
+	mu       sync.Mutex // guards the fields below
+	families map[string]*family
+	refresh  map[string]*refreshToken
+	access   map[string]*accessToken
+	codes    map[string]*authCode
+	faults   []Fault // pending, in injection order; Count is what remains
+	stats    Stats
+	nfam     int
+}
+
+// NewServer starts a Server on 127.0.0.1 configured by cfg. The caller must
+// call [Server.Close] when done.
+func NewServer(cfg Config) *Server {
+	if cfg.ClientID == "" {
+		cfg.ClientID = DefaultClientID
+	}
+	if cfg.ClientSecret == "" {
+		cfg.ClientSecret = DefaultClientSecret
+	}
+	if cfg.AccessLifetime <= 0 {
+		cfg.AccessLifetime = time.Hour
+	}
+	if cfg.RefreshLifetime <= 0 {
+		cfg.RefreshLifetime = 24 * time.Hour
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	s := &Server{
+		cfg:      cfg,
+		done:     make(chan struct{}),
+		families: make(map[string]*family),
+		refresh:  make(map[string]*refreshToken),
+		access:   make(map[string]*accessToken),
+		codes:    make(map[string]*authCode),
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/tokens", s.serveToken)
+	mux.HandleFunc("/api/", s.serveAPI)
+	hs := httptest.NewUnstartedServer(mux)
+	// Clients that hang up mid-fault make net/http log; tests want quiet.
+	hs.Config.ErrorLog = log.New(io.Discard, "", 0)
+	hs.Start()
+	s.hs = hs
+	s.URL = hs.URL
+	return s
+}
+
+// TokenURL returns the token endpoint, URL + "/tokens".
+func (s *Server) TokenURL() string { return s.URL + "/tokens" }
+
+// APIURL returns the root of the protected API, URL + "/api/". Any path
+// below it answers 200 to a request carrying a live access token.
+// The path /api/scope-required answers 401 with
+// error="insufficient_scope" even then.
+func (s *Server) APIURL() string { return s.URL + "/api/" }
+
+// Client returns an HTTP client configured for the server. Close closes its
+// idle connections.
+func (s *Server) Client() *http.Client { return s.hs.Client() }
+
+// Close stops fault writers and delays in progress, closes all client
+// connections and shuts the server down, blocking until every request
+// handler has returned. Close may be called more than once.
+func (s *Server) Close() {
+	s.closeOnce.Do(func() {
+		close(s.done)
+		// Active connections are closed too, so that a handler blocked in
+		// a write to a client that stopped reading cannot hold Close up.
+		s.hs.CloseClientConnections()
+		s.hs.Close()
+	})
+}
+
+// Stats is a snapshot of a [Server]'s counters.
+type Stats struct {
+	TokenRequests     int // requests to the token endpoint, of any kind
+	Refreshes         int // refresh_token grants that rotated a token
+	Exchanges         int // successful authorization_code grants
+	ClientCredentials int // successful client_credentials grants
+	ReuseAttempts     int // spent refresh tokens presented again
+	GraceReuses       int // reuses answered within ReuseGrace with the already issued pair
+	Revocations       int // families revoked, by reuse detection or RevokeFamily
+	InvalidGrants     int // invalid_grant answers
+	InvalidClients    int // invalid_client answers
+	InvalidRequests   int // invalid_request and unsupported_grant_type answers
+	Faults            int // token requests answered by an injected fault
+	APIRequests       int // requests to the protected API
+	APIRejected       int // protected API requests answered 401
+}
+
+// Stats returns a snapshot of the server's counters.
+func (s *Server) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stats
+}
+
+// sleep waits for d, reporting false if ctx ends or the server closes first.
+func (s *Server) sleep(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return true
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	case <-s.done:
+		return false
+	}
+}
+
+// newToken returns a random, URL-safe token with the given prefix.
+func newToken(prefix string) string {
+	return prefix + rand.Text()
+}

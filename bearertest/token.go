@@ -1,0 +1,548 @@
+package bearertest
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"mime"
+	"mime/multipart"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// maxRequestBody bounds what the token endpoint reads from a request.
+const maxRequestBody = 1 << 20
+
+// codeLifetime is how long an authorization code from AuthorizeCode lives.
+const codeLifetime = 10 * time.Minute
+
+// Grant is a token pair issued by a [Server].
+type Grant struct {
+	AccessToken   string
+	RefreshToken  string    // empty for client_credentials grants
+	Expiry        time.Time // when AccessToken expires
+	RefreshExpiry time.Time // when RefreshToken expires; zero if there is none
+	Family        string    // the authorization the pair descends from; empty for client_credentials
+
+	issued time.Time
+}
+
+// JSON returns the token endpoint's JSON response body for g, as it would
+// have been sent when g was issued.
+func (g Grant) JSON() []byte {
+	b, _ := json.Marshal(g.response(g.issued))
+	return b
+}
+
+// String returns a description of g that does not reveal its tokens, so
+// that a Grant can be logged.
+func (g Grant) String() string {
+	return fmt.Sprintf("Grant{Family: %q, AccessToken: %s, RefreshToken: %s, Expiry: %s, RefreshExpiry: %s}",
+		g.Family, redact(g.AccessToken), redact(g.RefreshToken),
+		g.Expiry.Format(time.RFC3339), g.RefreshExpiry.Format(time.RFC3339))
+}
+
+// redact keeps only a token's prefix, which names its kind.
+func redact(tok string) string {
+	if tok == "" {
+		return `""`
+	}
+	if i := strings.IndexByte(tok, '_'); i >= 0 {
+		return tok[:i+1] + "REDACTED"
+	}
+	return "REDACTED"
+}
+
+// tokenResponse is the JSON form of a successful token response.
+type tokenResponse struct {
+	TokenType             string            `json:"token_type"`
+	ExpiresIn             int64             `json:"expires_in"`
+	AccessToken           string            `json:"access_token"`
+	RefreshToken          string            `json:"refresh_token,omitempty"`
+	RefreshTokenExpiresIn int64             `json:"refresh_token_expires_in,omitempty"`
+	Info                  map[string]string `json:"info"`
+}
+
+func (g Grant) response(now time.Time) tokenResponse {
+	tr := tokenResponse{
+		TokenType:   "Bearer",
+		ExpiresIn:   seconds(g.Expiry.Sub(now)),
+		AccessToken: g.AccessToken,
+		Info:        map[string]string{},
+	}
+	if g.RefreshToken != "" {
+		tr.RefreshToken = g.RefreshToken
+		tr.RefreshTokenExpiresIn = seconds(g.RefreshExpiry.Sub(now))
+	}
+	if g.Family != "" {
+		tr.Info["family"] = g.Family
+	}
+	return tr
+}
+
+func seconds(d time.Duration) int64 {
+	if d < 0 {
+		return 0
+	}
+	return int64(d / time.Second)
+}
+
+// family is the chain of tokens descending from one authorization.
+type family struct {
+	id      string
+	revoked bool
+	head    Grant // the latest pair issued
+}
+
+type refreshToken struct {
+	fam    *family
+	expiry time.Time
+	spent  time.Time // zero while the token is live
+	next   Grant     // the pair issued when the token was spent
+}
+
+type accessToken struct {
+	fam     *family // nil for client_credentials
+	expiry  time.Time
+	revoked bool
+}
+
+type authCode struct {
+	redirectURI string
+	challenge   string
+	expiry      time.Time
+	used        bool
+	fam         *family // started by the exchange; revoked if the code is replayed
+}
+
+// Issue starts a new family, as if a user had just authorized the app, and
+// returns its first pair.
+func (s *Server) Issue() Grant {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.startFamilyLocked(s.cfg.Now())
+}
+
+// AuthorizeCode returns a one-time authorization code, valid for ten
+// minutes, for the authorization_code grant. The exchange must present the
+// same redirectURI. A non-empty codeChallenge is a PKCE S256 challenge: the
+// exchange must then present the code_verifier whose SHA-256, base64url
+// encoded without padding, equals it. An empty codeChallenge means no PKCE.
+func (s *Server) AuthorizeCode(redirectURI, codeChallenge string) string {
+	code := newToken("ac_")
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.codes[code] = &authCode{
+		redirectURI: redirectURI,
+		challenge:   codeChallenge,
+		expiry:      s.cfg.Now().Add(codeLifetime),
+	}
+	return code
+}
+
+// RevokeAccess revokes one access token before it expires. The protected
+// API rejects it from then on; its family lives on.
+func (s *Server) RevokeAccess(accessToken string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if a := s.access[accessToken]; a != nil {
+		a.revoked = true
+	}
+}
+
+// RevokeFamily revokes every access and refresh token of a family, as a
+// user withdrawing consent would.
+func (s *Server) RevokeFamily(family string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if f := s.families[family]; f != nil {
+		s.revokeLocked(f)
+	}
+}
+
+// Alive reports whether refreshToken is the live head of a family that has
+// not been revoked: unspent, unexpired and usable for one refresh.
+func (s *Server) Alive(refreshToken string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rt := s.refresh[refreshToken]
+	return rt != nil && rt.spent.IsZero() && !rt.fam.revoked && s.cfg.Now().Before(rt.expiry)
+}
+
+// FamilyAlive reports whether family has not been revoked and its head
+// refresh token has not expired: whether the app can still refresh without
+// the user authorizing it again.
+func (s *Server) FamilyAlive(family string) bool {
+	_, ok := s.Head(family)
+	return ok
+}
+
+// Head returns the latest pair issued in family, and whether the family is
+// alive (see [Server.FamilyAlive]). A client that kept its tokens safe holds
+// exactly this refresh token.
+func (s *Server) Head(family string) (Grant, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f := s.families[family]
+	if f == nil {
+		return Grant{}, false
+	}
+	alive := !f.revoked && s.cfg.Now().Before(f.head.RefreshExpiry)
+	return f.head, alive
+}
+
+func (s *Server) startFamilyLocked(now time.Time) Grant {
+	s.nfam++
+	f := &family{id: "f" + strconv.Itoa(s.nfam)}
+	s.families[f.id] = f
+	return s.issueLocked(f, now)
+}
+
+// issueLocked issues a new pair in f, or a lone access token if f is nil.
+func (s *Server) issueLocked(f *family, now time.Time) Grant {
+	g := Grant{
+		AccessToken: newToken("at_"),
+		Expiry:      now.Add(s.cfg.AccessLifetime),
+		issued:      now,
+	}
+	s.access[g.AccessToken] = &accessToken{fam: f, expiry: g.Expiry}
+	if f == nil {
+		return g
+	}
+	g.Family = f.id
+	g.RefreshToken = newToken("rt_")
+	g.RefreshExpiry = now.Add(s.cfg.RefreshLifetime)
+	s.refresh[g.RefreshToken] = &refreshToken{fam: f, expiry: g.RefreshExpiry}
+	f.head = g
+	return g
+}
+
+func (s *Server) revokeLocked(f *family) {
+	if !f.revoked {
+		f.revoked = true
+		s.stats.Revocations++
+	}
+}
+
+// answer is a token endpoint response before it is written, so that faults
+// can mangle it.
+type answer struct {
+	status      int
+	contentType string
+	wwwAuth     string // WWW-Authenticate value, if any
+	allow       string // Allow value, if any
+	body        []byte
+}
+
+// tokenParams are the token request fields, from JSON or a form.
+type tokenParams struct {
+	GrantType    string `json:"grant_type"`
+	RefreshToken string `json:"refresh_token"`
+	ClientID     string `json:"client_id"`
+	ClientSecret string `json:"client_secret"`
+	Code         string `json:"code"`
+	RedirectURI  string `json:"redirect_uri"`
+	CodeVerifier string `json:"code_verifier"`
+}
+
+func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
+	// Reading the whole body first lets net/http notice a client that goes
+	// away, which cancels r.Context() for the waits below.
+	body, readErr := io.ReadAll(http.MaxBytesReader(w, r.Body, maxRequestBody))
+	s.mu.Lock()
+	s.stats.TokenRequests++
+	f, faulty := s.nextFaultLocked()
+	s.mu.Unlock()
+	if !s.sleep(r.Context(), s.cfg.Latency) {
+		return
+	}
+	process := func() answer {
+		if readErr != nil {
+			return s.errorAnswer(http.StatusBadRequest, "invalid_request", "request body unreadable or too large")
+		}
+		return s.process(r, body)
+	}
+	if !faulty {
+		s.write(w, process())
+		return
+	}
+	s.serveFault(w, r, f, process)
+}
+
+// process answers a token request, changing server state.
+func (s *Server) process(r *http.Request, body []byte) answer {
+	if r.Method != http.MethodPost {
+		a := s.errorAnswer(http.StatusMethodNotAllowed, "invalid_request", "the token endpoint accepts only POST")
+		a.allow = http.MethodPost
+		s.count(&s.stats.InvalidRequests)
+		return a
+	}
+	p, err := parseParams(r.Header.Get("Content-Type"), body)
+	if err != nil {
+		s.count(&s.stats.InvalidRequests)
+		return s.errorAnswer(http.StatusBadRequest, "invalid_request", err.Error())
+	}
+	if a, ok := s.authenticate(r, p); !ok {
+		s.count(&s.stats.InvalidClients)
+		return a
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.cfg.Now()
+	switch p.GrantType {
+	case "refresh_token":
+		return s.refreshLocked(p, now)
+	case "authorization_code":
+		return s.exchangeLocked(p, now)
+	case "client_credentials":
+		s.stats.ClientCredentials++
+		return s.grantAnswer(s.issueLocked(nil, now), now)
+	case "":
+		s.stats.InvalidRequests++
+		return s.errorAnswer(http.StatusBadRequest, "invalid_request", "missing grant_type")
+	default:
+		s.stats.InvalidRequests++
+		return s.errorAnswer(http.StatusBadRequest, "unsupported_grant_type", "grant_type not supported")
+	}
+}
+
+func (s *Server) count(n *int) {
+	s.mu.Lock()
+	*n++
+	s.mu.Unlock()
+}
+
+func (s *Server) refreshLocked(p tokenParams, now time.Time) answer {
+	if p.RefreshToken == "" {
+		s.stats.InvalidRequests++
+		return s.errorAnswer(http.StatusBadRequest, "invalid_request", "missing refresh_token")
+	}
+	rt := s.refresh[p.RefreshToken]
+	switch {
+	case rt == nil:
+		return s.invalidGrantLocked("unknown refresh token")
+	case rt.fam.revoked:
+		if !rt.spent.IsZero() {
+			s.stats.ReuseAttempts++
+		}
+		return s.invalidGrantLocked("refresh token revoked")
+	case !rt.spent.IsZero():
+		s.stats.ReuseAttempts++
+		if s.cfg.ReuseGrace > 0 && now.Sub(rt.spent) <= s.cfg.ReuseGrace && rt.fam.head.RefreshToken == rt.next.RefreshToken {
+			s.stats.GraceReuses++
+			return s.grantAnswer(rt.next, now)
+		}
+		if !s.cfg.Lenient {
+			s.revokeLocked(rt.fam)
+		}
+		return s.invalidGrantLocked("refresh token already used")
+	case !now.Before(rt.expiry):
+		return s.invalidGrantLocked("refresh token expired")
+	}
+	g := s.issueLocked(rt.fam, now)
+	rt.spent = now
+	rt.next = g
+	s.stats.Refreshes++
+	return s.grantAnswer(g, now)
+}
+
+func (s *Server) exchangeLocked(p tokenParams, now time.Time) answer {
+	if p.Code == "" {
+		s.stats.InvalidRequests++
+		return s.errorAnswer(http.StatusBadRequest, "invalid_request", "missing code")
+	}
+	c := s.codes[p.Code]
+	switch {
+	case c == nil:
+		return s.invalidGrantLocked("unknown authorization code")
+	case c.used:
+		// RFC 6749 section 4.1.2: a replayed code should revoke what it bought.
+		if !s.cfg.Lenient && c.fam != nil {
+			s.revokeLocked(c.fam)
+		}
+		return s.invalidGrantLocked("authorization code already used")
+	case !now.Before(c.expiry):
+		return s.invalidGrantLocked("authorization code expired")
+	case p.RedirectURI != c.redirectURI:
+		return s.invalidGrantLocked("redirect_uri does not match the authorization request")
+	case c.challenge == "" && p.CodeVerifier != "":
+		return s.invalidGrantLocked("code_verifier sent for a code issued without code_challenge")
+	case c.challenge != "" && !verifierMatches(p.CodeVerifier, c.challenge):
+		return s.invalidGrantLocked("code_verifier does not match code_challenge")
+	}
+	c.used = true
+	g := s.startFamilyLocked(now)
+	c.fam = s.families[g.Family]
+	s.stats.Exchanges++
+	return s.grantAnswer(g, now)
+}
+
+// verifierMatches checks a PKCE S256 verifier (RFC 7636 section 4.6).
+func verifierMatches(verifier, challenge string) bool {
+	if len(verifier) < 43 || len(verifier) > 128 {
+		return false
+	}
+	sum := sha256.Sum256([]byte(verifier))
+	got := base64.RawURLEncoding.EncodeToString(sum[:])
+	return subtle.ConstantTimeCompare([]byte(got), []byte(challenge)) == 1
+}
+
+func (s *Server) invalidGrantLocked(desc string) answer {
+	s.stats.InvalidGrants++
+	return s.errorAnswer(http.StatusBadRequest, "invalid_grant", desc)
+}
+
+// authenticate checks the client credentials, from HTTP Basic auth if
+// present (RFC 6749 section 2.3.1, each part form-url-encoded), else from
+// the body.
+func (s *Server) authenticate(r *http.Request, p tokenParams) (answer, bool) {
+	id, secret, basic := r.BasicAuth()
+	if basic {
+		var err1, err2 error
+		id, err1 = url.QueryUnescape(id)
+		secret, err2 = url.QueryUnescape(secret)
+		if err1 != nil || err2 != nil {
+			id, secret = "", ""
+		}
+	} else {
+		id, secret = p.ClientID, p.ClientSecret
+	}
+	idOK := subtle.ConstantTimeCompare([]byte(id), []byte(s.cfg.ClientID)) == 1
+	secretOK := subtle.ConstantTimeCompare([]byte(secret), []byte(s.cfg.ClientSecret)) == 1
+	if idOK && secretOK {
+		return answer{}, true
+	}
+	a := s.errorAnswer(http.StatusUnauthorized, "invalid_client", "client authentication failed")
+	if basic {
+		a.wwwAuth = `Basic realm="bearertest"`
+	}
+	return a, false
+}
+
+// parseParams decodes a token request body. It accepts JSON,
+// application/x-www-form-urlencoded (also when Content-Type is missing) and
+// multipart/form-data, and tolerates multipart sent under a JSON content
+// type, as some OpenTicket examples do.
+func parseParams(contentType string, body []byte) (tokenParams, error) {
+	var p tokenParams
+	mt, mparams, err := mime.ParseMediaType(contentType)
+	if contentType == "" {
+		mt, err = "application/x-www-form-urlencoded", nil
+	}
+	if err != nil {
+		return p, fmt.Errorf("malformed Content-Type")
+	}
+	switch {
+	case mt == "application/json" || strings.HasSuffix(mt, "+json"):
+		if bytes.HasPrefix(body, []byte("--")) {
+			return parseMultipart(body, sniffBoundary(body))
+		}
+		if err := json.Unmarshal(body, &p); err != nil {
+			return p, fmt.Errorf("malformed JSON body")
+		}
+		return p, nil
+	case mt == "application/x-www-form-urlencoded":
+		v, err := url.ParseQuery(string(body))
+		if err != nil {
+			return p, fmt.Errorf("malformed form body")
+		}
+		return paramsFromValues(v), nil
+	case mt == "multipart/form-data":
+		return parseMultipart(body, mparams["boundary"])
+	}
+	return p, fmt.Errorf("unsupported Content-Type")
+}
+
+func sniffBoundary(body []byte) string {
+	line, _, _ := bytes.Cut(body, []byte("\n"))
+	return strings.TrimSpace(strings.TrimPrefix(string(line), "--"))
+}
+
+func parseMultipart(body []byte, boundary string) (tokenParams, error) {
+	if boundary == "" {
+		return tokenParams{}, fmt.Errorf("malformed multipart body")
+	}
+	form, err := multipart.NewReader(bytes.NewReader(body), boundary).ReadForm(maxRequestBody)
+	if err != nil {
+		return tokenParams{}, fmt.Errorf("malformed multipart body")
+	}
+	defer form.RemoveAll()
+	return paramsFromValues(form.Value), nil
+}
+
+func paramsFromValues(v map[string][]string) tokenParams {
+	get := func(k string) string {
+		if vs := v[k]; len(vs) > 0 {
+			return vs[0]
+		}
+		return ""
+	}
+	return tokenParams{
+		GrantType:    get("grant_type"),
+		RefreshToken: get("refresh_token"),
+		ClientID:     get("client_id"),
+		ClientSecret: get("client_secret"),
+		Code:         get("code"),
+		RedirectURI:  get("redirect_uri"),
+		CodeVerifier: get("code_verifier"),
+	}
+}
+
+// grantAnswer encodes a successful token response.
+func (s *Server) grantAnswer(g Grant, now time.Time) answer {
+	tr := g.response(now)
+	if !s.cfg.FormResponses {
+		b, _ := json.Marshal(tr)
+		return answer{status: http.StatusOK, contentType: "application/json", body: b}
+	}
+	info, _ := json.Marshal(tr.Info)
+	v := url.Values{
+		"token_type":   {tr.TokenType},
+		"expires_in":   {strconv.FormatInt(tr.ExpiresIn, 10)},
+		"access_token": {tr.AccessToken},
+		"info":         {string(info)},
+	}
+	if tr.RefreshToken != "" {
+		v.Set("refresh_token", tr.RefreshToken)
+		v.Set("refresh_token_expires_in", strconv.FormatInt(tr.RefreshTokenExpiresIn, 10))
+	}
+	return answer{status: http.StatusOK, contentType: "application/x-www-form-urlencoded", body: []byte(v.Encode())}
+}
+
+// errorAnswer encodes an RFC 6749 section 5.2 error response.
+func (s *Server) errorAnswer(status int, code, desc string) answer {
+	if s.cfg.FormResponses {
+		v := url.Values{"error": {code}, "error_description": {desc}}
+		return answer{status: status, contentType: "application/x-www-form-urlencoded", body: []byte(v.Encode())}
+	}
+	b, _ := json.Marshal(map[string]string{"error": code, "error_description": desc})
+	return answer{status: status, contentType: "application/json", body: b}
+}
+
+// write sends a answer whole.
+func (s *Server) write(w http.ResponseWriter, a answer) {
+	s.header(w, a)
+	w.Header().Set("Content-Length", strconv.Itoa(len(a.body)))
+	w.WriteHeader(a.status)
+	w.Write(a.body)
+}
+
+func (s *Server) header(w http.ResponseWriter, a answer) {
+	h := w.Header()
+	h.Set("Content-Type", a.contentType)
+	h.Set("Cache-Control", "no-store")
+	h.Set("Pragma", "no-cache")
+	if a.wwwAuth != "" {
+		h.Set("WWW-Authenticate", a.wwwAuth)
+	}
+	if a.allow != "" {
+		h.Set("Allow", a.allow)
+	}
+}
