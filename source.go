@@ -2,41 +2,672 @@ package bearer
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"sync"
+	"sync/atomic"
 	"time"
+
+	"golang.org/x/sync/singleflight"
 )
 
 // TokenSource supplies tokens. [Source] is the implementation that
-// refreshes and persists; a [Transport] also accepts any other.
+// refreshes and persists; a [Transport] accepts any other too.
 type TokenSource interface {
 	Token(ctx context.Context) (*Token, error)
 }
 
 // Config describes an OAuth 2.0 client and how its tokens are refreshed.
+// The zero value talks to OpenTicket with every default. A Config prints
+// itself with the client secret redacted.
 type Config struct {
+	// TokenURL is the token endpoint; "" means [DefaultTokenURL]
+	// (OpenTicket). It must be https unless the host is loopback or
+	// AllowInsecureHTTP is set.
 	TokenURL     string
 	ClientID     string
 	ClientSecret string
-	Encoding     Encoding
-	HTTPClient   *http.Client
-	Now          func() time.Time
-	Logger       *slog.Logger
+	// Encoding is how request bodies are encoded; the zero value is JSON.
+	Encoding Encoding
+	// HTTPClient is used for the token endpoint only; nil means a client
+	// with a 30 s timeout. Its transport, TLS settings and proxy are used
+	// as they are; redirects are never followed.
+	HTTPClient *http.Client
+
+	// AuthStyle is how the client authenticates; zero sends the
+	// credentials in the body.
+	AuthStyle AuthStyle
+	// AllowInsecureHTTP allows a plain http TokenURL on a host that is not
+	// loopback. Credentials then cross the network in clear text.
+	AllowInsecureHTTP bool
+
+	// ClientCredentials makes the Source fetch tokens with the
+	// client_credentials grant (machine to machine) instead of refreshing:
+	// a new token is fetched when the old one expires. Scopes go with it.
+	ClientCredentials bool
+	// Scopes are sent as "scope" with the client_credentials grant.
+	Scopes []string
+
+	// Leeway treats a token as expired this long before its Expiry, for
+	// clock skew and request time. Zero means a tenth of the token's
+	// lifetime, at most 10 s.
+	Leeway time.Duration
+	// RefreshAhead starts one background refresh this long before
+	// Expiry, while callers keep getting the current token. Zero means a
+	// quarter of the token's lifetime, at most 5 minutes; negative turns
+	// refreshing ahead off.
+	RefreshAhead time.Duration
+	// RefreshTimeout bounds one refresh, retries and store access
+	// included. It runs detached from callers' contexts. Zero means 30 s.
+	RefreshTimeout time.Duration
+	// MaxRetries is how often a refresh request is repeated after a
+	// transport error, a 5xx or a 429. Zero means 3; negative means none.
+	MaxRetries int
+	// RetryBackoff is the first wait between attempts, doubling after
+	// each and jittered. Zero means 250 ms. Retry-After overrides it.
+	RetryBackoff time.Duration
+
+	// Now is the clock; nil means time.Now. Tests inject a fake one.
+	Now func() time.Time
+	// Logger receives debug lines for refreshes and warnings for failures,
+	// never a secret; nil means silent.
+	Logger *slog.Logger
+	// Hooks are called on the events of a Source; nil fields mean none.
+	Hooks Hooks
 }
 
-// Source is an auto-refreshing TokenSource.
+// String describes c with the client secret redacted.
+func (c Config) String() string {
+	return fmt.Sprintf("bearer.Config{TokenURL:%q ClientID:%q ClientSecret:%s Encoding:%v AuthStyle:%d ClientCredentials:%t}",
+		c.tokenURL(), c.ClientID, redact(c.ClientSecret), c.Encoding, c.AuthStyle, c.ClientCredentials)
+}
+
+// GoString is String: %#v must not print the secret either.
+func (c Config) GoString() string { return c.String() }
+
+// Format makes every fmt verb print the redacted form.
+func (c Config) Format(f fmt.State, verb rune) { f.Write([]byte(c.String())) }
+
+// LogValue makes slog print c redacted.
+func (c Config) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.String("token_url", c.tokenURL()),
+		slog.String("client_id", c.ClientID),
+		slog.String("client_secret", redact(c.ClientSecret)),
+	)
+}
+
+// Hooks are callbacks for observability. They run synchronously on the
+// goroutine doing the work, so they must be quick and must not call back
+// into the Source. A nil field means none.
+type Hooks struct {
+	// RefreshStarted is called before a token request is sent.
+	RefreshStarted func(ctx context.Context)
+	// RefreshFinished is called after it, with its duration and outcome.
+	RefreshFinished func(ctx context.Context, d time.Duration, err error)
+	// Adopted is called when a token saved by another process or replica
+	// is taken from the store instead of refreshing.
+	Adopted func(ctx context.Context)
+	// TokenRejected is called when Refresh reports the current token
+	// rejected, such as after a 401 (the Transport then retries).
+	TokenRejected func(ctx context.Context)
+	// SaveFailed is called when a new token could not be saved. The token
+	// is used anyway and saving is retried in the background.
+	SaveFailed func(ctx context.Context, err error)
+	// Reauthorize is called when a refresh fails with ErrReauthorize.
+	Reauthorize func(ctx context.Context, err error)
+}
+
+// Stats is a snapshot of a Source's counters, for metrics.
+type Stats struct {
+	Refreshes    int64     // successful token requests
+	Failures     int64     // failed token requests, retries included in one
+	Adopted      int64     // tokens taken from the store, saved by others
+	Rejected     int64     // Refresh calls that found the current token rejected
+	SaveFailures int64     // failed saves, retries included
+	LastRefresh  time.Time // when the last successful token request ended
+}
+
+// Source is a [TokenSource] that keeps a token valid forever: it refreshes
+// before expiry, persists every new token to its [Store] before anyone uses
+// it, and collapses concurrent refreshes into one.
+//
+// A Source is safe for concurrent use by multiple goroutines. Create it
+// with [NewSource]; tokens it returns are shared and must not be modified.
+//
+// While the current token is fresh, Token is one atomic load and a clock
+// read. In the refresh-ahead window it starts one background refresh and
+// returns the current token at once; only callers holding no valid token
+// wait. A refresh runs on a context detached from callers (with
+// RefreshTimeout), so a caller that gives up never loses a rotated token.
 type Source struct {
 	cfg   Config
 	store Store
+	now   func() time.Time
+
+	cur   atomic.Pointer[entry]
+	group singleflight.Group
+
+	// ahead is set while the one background refresh runs; aheadAfter
+	// (unix nanoseconds) delays the next one after a failure.
+	ahead      atomic.Bool
+	aheadAfter atomic.Int64
+
+	mu      sync.Mutex // guards spent, pending, saving, closed and wg.Add
+	spent   string     // the refresh token this Source spent last
+	pending *pendingSave
+	saving  bool // a save retry goroutine runs
+	closed  bool
+	done    chan struct{} // closed by Close
+	wg      sync.WaitGroup
+
+	refreshes, failures, adopted, rejected, saveFailures atomic.Int64
+	lastRefresh                                          atomic.Int64
 }
 
-// NewSource returns a Source.
-func NewSource(cfg Config, store Store) *Source { return &Source{cfg: cfg, store: store} }
+// entry is the published token with its precomputed deadlines; zero
+// deadlines mean the token never expires.
+type entry struct {
+	tok       *Token
+	refreshAt time.Time // a background refresh starts
+	expireAt  time.Time // callers wait for a refresh
+}
 
-// Token returns a valid token.
-func (s *Source) Token(ctx context.Context) (*Token, error) { return nil, ErrNoToken }
+type pendingSave struct {
+	old, new *Token
+}
 
-// Refresh refreshes if rejected is still current.
+// NewSource returns a Source for cfg that keeps its tokens in store; a nil
+// store means a new [MemoryStore]. Nothing is read or sent until the
+// first Token call; configuration errors are reported there.
+func NewSource(cfg Config, store Store) *Source {
+	if store == nil {
+		store = NewMemoryStore(nil)
+	}
+	s := &Source{cfg: cfg, store: store, now: cfg.Now, done: make(chan struct{})}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	return s
+}
+
+// Token returns a valid token, refreshing as needed. It never returns an
+// expired token. If ctx ends while a refresh runs, Token returns ctx's
+// error and the refresh still completes and is saved.
+func (s *Source) Token(ctx context.Context) (*Token, error) {
+	if e := s.cur.Load(); e != nil {
+		if e.expireAt.IsZero() {
+			return e.tok, nil
+		}
+		now := s.now()
+		if now.Before(e.refreshAt) {
+			return e.tok, nil
+		}
+		if now.Before(e.expireAt) {
+			s.refreshAhead(now)
+			return e.tok, nil
+		}
+	}
+	return s.wait(ctx, nil)
+}
+
+// Refresh reports that the server rejected the token rejected (as with a
+// 401) and returns a new one. It refreshes only while rejected is still
+// the current token; otherwise it returns the current one, so many
+// concurrent calls with the same rejected token cause one refresh. A nil
+// rejected is the same as Token.
 func (s *Source) Refresh(ctx context.Context, rejected *Token) (*Token, error) {
-	return nil, ErrNoToken
+	if rejected == nil {
+		return s.Token(ctx)
+	}
+	if e := s.cur.Load(); e != nil && e.tok.AccessToken != rejected.AccessToken && s.fresh(e, s.now()) {
+		return e.tok, nil
+	}
+	s.rejected.Add(1)
+	if h := s.cfg.Hooks.TokenRejected; h != nil {
+		h(ctx)
+	}
+	return s.wait(ctx, rejected)
+}
+
+// Stats returns a snapshot of the Source's counters.
+func (s *Source) Stats() Stats {
+	st := Stats{
+		Refreshes:    s.refreshes.Load(),
+		Failures:     s.failures.Load(),
+		Adopted:      s.adopted.Load(),
+		Rejected:     s.rejected.Load(),
+		SaveFailures: s.saveFailures.Load(),
+	}
+	if n := s.lastRefresh.Load(); n != 0 {
+		st.LastRefresh = time.Unix(0, n)
+	}
+	return st
+}
+
+// Close stops the Source's background work: it waits for a running
+// background refresh and ends the retrying of a failed save after one last
+// attempt, whose error it returns. Token and Refresh keep working after
+// Close but start no background work.
+func (s *Source) Close() error {
+	s.mu.Lock()
+	if !s.closed {
+		s.closed = true
+		close(s.done)
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+	s.mu.Lock()
+	p := s.pending
+	s.pending = nil
+	s.mu.Unlock()
+	if p == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.refreshTimeout())
+	defer cancel()
+	return s.save(ctx, p.old, p.new)
+}
+
+func (s *Source) refreshTimeout() time.Duration {
+	if s.cfg.RefreshTimeout > 0 {
+		return s.cfg.RefreshTimeout
+	}
+	return 30 * time.Second
+}
+
+// fresh reports whether e's token may still be handed out at now.
+func (s *Source) fresh(e *entry, now time.Time) bool {
+	return e.expireAt.IsZero() || now.Before(e.expireAt)
+}
+
+// wait joins the one refresh in flight, or starts it, and waits for its
+// result or for ctx to end.
+func (s *Source) wait(ctx context.Context, rejected *Token) (*Token, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("bearer: waiting for a token: %w", context.Cause(ctx))
+	}
+	ch := s.group.DoChan("refresh", func() (any, error) {
+		// Detached: the caller that started the refresh may leave, but
+		// a rotated token must still be saved.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.refreshTimeout())
+		defer cancel()
+		return s.obtain(ctx, rejected)
+	})
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return nil, r.Err
+		}
+		return r.Val.(*Token), nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("bearer: waiting for a token: %w", context.Cause(ctx))
+	}
+}
+
+// refreshAhead starts the one background refresh, unless one runs, the
+// last failed moments ago, or the Source is closed.
+func (s *Source) refreshAhead(now time.Time) {
+	if now.UnixNano() < s.aheadAfter.Load() || !s.ahead.CompareAndSwap(false, true) {
+		return
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		s.ahead.Store(false)
+		return
+	}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go func() {
+		defer s.wg.Done()
+		defer s.ahead.Store(false)
+		_, err, _ := s.group.Do("refresh", func() (any, error) {
+			ctx, cancel := context.WithTimeout(context.Background(), s.refreshTimeout())
+			defer cancel()
+			return s.obtain(ctx, nil)
+		})
+		if err != nil {
+			// Callers still hold a valid token; try again a little later
+			// rather than on every call. Failures were reported by obtain.
+			s.aheadAfter.Store(s.now().Add(time.Second).UnixNano())
+		}
+	}()
+}
+
+// publish makes t the current token.
+func (s *Source) publish(t *Token, now time.Time) {
+	s.cur.Store(s.newEntry(t, now))
+}
+
+func (s *Source) newEntry(t *Token, now time.Time) *entry {
+	e := &entry{tok: t}
+	if t.Expiry.IsZero() {
+		return e
+	}
+	life := max(t.Expiry.Sub(now), 0)
+	leeway := s.cfg.Leeway
+	if leeway <= 0 {
+		leeway = min(10*time.Second, life/10)
+	}
+	ahead := s.cfg.RefreshAhead
+	if ahead == 0 {
+		ahead = min(5*time.Minute, life/4)
+	}
+	ahead = max(ahead, leeway)
+	e.expireAt = t.Expiry.Add(-leeway)
+	e.refreshAt = t.Expiry.Add(-ahead)
+	if e.expireAt.IsZero() {
+		// A token expiring exactly at the zero time plus leeway: keep
+		// "zero means never" unambiguous.
+		e.expireAt = e.expireAt.Add(-1)
+	}
+	return e
+}
+
+// obtain produces a fresh token: the current one if another call already
+// refreshed, one adopted from the store, or a new one from the token
+// endpoint, saved before it is returned. Only one obtain runs at a time in
+// a Source (singleflight); a Locker store extends that across processes.
+func (s *Source) obtain(ctx context.Context, rejected *Token) (*Token, error) {
+	now := s.now()
+	cur := s.cur.Load()
+	if cur != nil {
+		switch {
+		case rejected != nil && cur.tok.AccessToken != rejected.AccessToken && s.fresh(cur, now):
+			return cur.tok, nil // refreshed since the rejection
+		case rejected == nil && (cur.expireAt.IsZero() || now.Before(cur.refreshAt)):
+			return cur.tok, nil // refreshed since the caller looked
+		}
+	}
+
+	load := s.store.Load
+	var lease Lease
+	if l, ok := s.store.(Locker); ok {
+		var err error
+		if lease, err = l.Lock(ctx); err != nil {
+			// Fail closed: without the lock another replica may be
+			// spending the same refresh token.
+			return nil, fmt.Errorf("bearer: locking the store: %w", err)
+		}
+		defer func() {
+			uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			if err := lease.Unlock(uctx); err != nil {
+				s.logWarn("unlocking the store failed", err)
+			}
+		}()
+		load = lease.Load
+	}
+
+	stored, err := load(ctx)
+	if err != nil && !errors.Is(err, ErrNoToken) {
+		return nil, fmt.Errorf("bearer: reading the store: %w", err)
+	}
+	now = s.now()
+	if t := s.adoptable(stored, cur, rejected, now); t != nil {
+		s.adopt(ctx, t, now)
+		return t, nil
+	}
+
+	base := stored
+	s.mu.Lock()
+	spent := s.spent
+	s.mu.Unlock()
+	if base == nil || (spent != "" && base.RefreshToken == spent) {
+		// The store is empty or lags behind (a save failed): the token
+		// in memory is the newest.
+		if cur != nil {
+			base = cur.tok
+		}
+	}
+
+	var newTok *Token
+	interrupted := false
+	if s.cfg.ClientCredentials {
+		newTok, err = s.request(ctx, func(ctx context.Context) (*Token, error) {
+			return s.cfg.clientCredentialsGrant(ctx)
+		})
+	} else {
+		if base == nil {
+			return nil, fmt.Errorf("bearer: no token to refresh; obtain one first (Config.Exchange) and save it: %w", ErrNoToken)
+		}
+		if base.RefreshToken == "" {
+			return nil, s.reauthorize(ctx, fmt.Errorf("%w: the token has no refresh token", ErrReauthorize))
+		}
+		if !base.RefreshExpiry.IsZero() && !now.Before(base.RefreshExpiry) {
+			return nil, s.reauthorize(ctx, fmt.Errorf("%w: the refresh token expired at %s", ErrReauthorize, fmtTime(base.RefreshExpiry)))
+		}
+		if lease != nil {
+			if interrupted, err = lease.Begin(ctx, base); err != nil {
+				return nil, fmt.Errorf("bearer: recording the refresh in the store: %w", err)
+			}
+		}
+		s.mu.Lock()
+		s.spent = base.RefreshToken
+		s.mu.Unlock()
+		newTok, err = s.request(ctx, func(ctx context.Context) (*Token, error) {
+			return s.cfg.refreshGrant(ctx, base.RefreshToken)
+		})
+	}
+	if err != nil {
+		if errors.Is(err, ErrReauthorize) {
+			// Another process may have won the race for this refresh
+			// token: its result is in the store.
+			if again, lerr := load(ctx); lerr == nil {
+				if t := s.adoptable(again, cur, rejected, s.now()); t != nil && t.RefreshToken != base.RefreshToken {
+					s.adopt(ctx, t, s.now())
+					return t, nil
+				}
+			}
+			if interrupted {
+				err = fmt.Errorf("%w: %w", ErrInterrupted, err)
+			}
+			return nil, s.reauthorize(ctx, err)
+		}
+		return nil, err
+	}
+	if newTok.RefreshToken == "" && base != nil {
+		// The server kept the refresh token (RFC 6749 section 6 allows it).
+		newTok.RefreshToken = base.RefreshToken
+		if newTok.RefreshExpiry.IsZero() {
+			newTok.RefreshExpiry = base.RefreshExpiry
+		}
+	}
+
+	// Persist before use.
+	if lease != nil {
+		err = lease.CompareAndSwap(ctx, stored, newTok)
+	} else {
+		err = s.store.Save(ctx, newTok)
+	}
+	if err != nil {
+		if (errors.Is(err, ErrConflict) || errors.Is(err, ErrLockLost)) && !s.cfg.ClientCredentials {
+			// Someone else saved meanwhile: the fleet follows the store.
+			if again, lerr := s.store.Load(ctx); lerr == nil {
+				if t := s.adoptable(again, nil, rejected, s.now()); t != nil && t.RefreshToken != base.RefreshToken {
+					s.logWarn("the store changed during a refresh; adopting its token", err)
+					s.adopt(ctx, t, s.now())
+					return t, nil
+				}
+			}
+		}
+		s.saveFailed(ctx, stored, newTok, err)
+	} else {
+		s.mu.Lock()
+		s.pending = nil // a newer token is saved: an older unsaved one is moot
+		s.mu.Unlock()
+	}
+	s.publish(newTok, s.now())
+	return newTok, nil
+}
+
+// adoptable returns stored if it is a token this Source may switch to
+// instead of refreshing: another one than it holds and than was rejected,
+// not the one it spent, and fresh.
+func (s *Source) adoptable(stored *Token, cur *entry, rejected *Token, now time.Time) *Token {
+	if stored == nil || stored.AccessToken == "" {
+		return nil
+	}
+	if cur != nil && stored.AccessToken == cur.tok.AccessToken && stored.RefreshToken == cur.tok.RefreshToken {
+		return nil
+	}
+	if rejected != nil && stored.AccessToken == rejected.AccessToken {
+		return nil
+	}
+	s.mu.Lock()
+	spent := s.spent
+	s.mu.Unlock()
+	if spent != "" && stored.RefreshToken == spent {
+		return nil
+	}
+	if !s.fresh(s.newEntry(stored, now), now) {
+		return nil
+	}
+	return stored
+}
+
+// adopt publishes a token read from the store. Only a switch away from a
+// token held in memory counts as adopting; the first load does not.
+func (s *Source) adopt(ctx context.Context, t *Token, now time.Time) {
+	if s.cur.Load() != nil {
+		s.adopted.Add(1)
+		if h := s.cfg.Hooks.Adopted; h != nil {
+			h(ctx)
+		}
+	}
+	s.publish(t, now)
+}
+
+// request runs one token request with the hooks, counters and log lines
+// around it.
+func (s *Source) request(ctx context.Context, do func(context.Context) (*Token, error)) (*Token, error) {
+	if h := s.cfg.Hooks.RefreshStarted; h != nil {
+		h(ctx)
+	}
+	start := time.Now()
+	t, err := do(ctx)
+	d := time.Since(start)
+	if err != nil {
+		s.failures.Add(1)
+		s.logWarn("token refresh failed", err)
+	} else {
+		s.refreshes.Add(1)
+		s.lastRefresh.Store(s.now().UnixNano())
+		if l := s.cfg.Logger; l != nil {
+			l.LogAttrs(ctx, slog.LevelDebug, "bearer: token refreshed", slog.Duration("took", d), slog.Time("expiry", t.Expiry))
+		}
+	}
+	if h := s.cfg.Hooks.RefreshFinished; h != nil {
+		h(ctx, d, err)
+	}
+	return t, err
+}
+
+func (s *Source) reauthorize(ctx context.Context, err error) error {
+	if h := s.cfg.Hooks.Reauthorize; h != nil {
+		h(ctx, err)
+	}
+	if l := s.cfg.Logger; l != nil {
+		l.LogAttrs(ctx, slog.LevelError, "bearer: authorization needed again", slog.String("error", err.Error()))
+	}
+	return err
+}
+
+func (s *Source) logWarn(msg string, err error) {
+	if l := s.cfg.Logger; l != nil {
+		l.LogAttrs(context.Background(), slog.LevelWarn, "bearer: "+msg, slog.String("error", err.Error()))
+	}
+}
+
+// save writes new in place of old, under the store's lock if it has one.
+func (s *Source) save(ctx context.Context, old, new *Token) error {
+	l, ok := s.store.(Locker)
+	if !ok {
+		return s.store.Save(ctx, new)
+	}
+	lease, err := l.Lock(ctx)
+	if err != nil {
+		return err
+	}
+	defer lease.Unlock(context.WithoutCancel(ctx))
+	return lease.CompareAndSwap(ctx, old, new)
+}
+
+// saveFailed reports a failed save and makes sure it is retried until it
+// succeeds, the token is superseded, or the Source is closed.
+func (s *Source) saveFailed(ctx context.Context, old, new *Token, err error) {
+	s.saveFailures.Add(1)
+	s.logWarn("saving the new token failed; it is used in memory and saving is retried", err)
+	if h := s.cfg.Hooks.SaveFailed; h != nil {
+		h(ctx, err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.pending != nil {
+		// The older unsaved token is superseded; the store still holds
+		// what the first failed save started from.
+		old = s.pending.old
+	}
+	s.pending = &pendingSave{old: old, new: new}
+	if s.saving || s.closed {
+		return
+	}
+	s.saving = true
+	s.wg.Add(1)
+	go s.retrySaves()
+}
+
+// retrySaves is the one goroutine that retries a failed save, with
+// backoff. It ends when the save succeeds, a newer token was saved by a
+// refresh, the store holds another token (ErrConflict), or Close is called.
+func (s *Source) retrySaves() {
+	defer s.wg.Done()
+	wait := 100 * time.Millisecond
+	for {
+		t := time.NewTimer(wait)
+		select {
+		case <-s.done:
+			t.Stop()
+			s.mu.Lock()
+			s.saving = false
+			s.mu.Unlock()
+			return
+		case <-t.C:
+		}
+		s.mu.Lock()
+		p := s.pending
+		s.mu.Unlock()
+		if p == nil {
+			break
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), s.refreshTimeout())
+		err := s.save(ctx, p.old, p.new)
+		cancel()
+		s.mu.Lock()
+		if err == nil || errors.Is(err, ErrConflict) || s.pending != p {
+			if s.pending == p {
+				s.pending = nil
+			}
+			if s.pending == nil {
+				s.saving = false
+				s.mu.Unlock()
+				if err != nil {
+					s.logWarn("the store holds another token; the unsaved one is dropped", err)
+				}
+				return
+			}
+			s.mu.Unlock()
+			continue
+		}
+		s.mu.Unlock()
+		s.saveFailures.Add(1)
+		s.logWarn("saving the new token failed again", err)
+		wait = min(wait*2, 30*time.Second)
+	}
+	s.mu.Lock()
+	s.saving = false
+	s.mu.Unlock()
 }

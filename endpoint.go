@@ -1,0 +1,301 @@
+package bearer
+
+import (
+	"bytes"
+	"context"
+	crand "crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// DefaultTokenURL is OpenTicket's token endpoint, used when
+// [Config.TokenURL] is empty.
+const DefaultTokenURL = "https://auth.openticket.tech/tokens"
+
+// AuthStyle says how the client authenticates to the token endpoint.
+type AuthStyle int
+
+const (
+	// AuthInBody sends client_id and client_secret as body fields, as
+	// OpenTicket wants. It is the zero value.
+	AuthInBody AuthStyle = iota
+	// AuthBasic sends them as HTTP Basic authentication (RFC 6749
+	// section 2.3.1) and leaves them out of the body.
+	AuthBasic
+)
+
+// defaultHTTPClient has a timeout, unlike http.DefaultClient: a token
+// endpoint that never answers must not hang a refresh.
+var defaultHTTPClient = &http.Client{Timeout: 30 * time.Second}
+
+// Exchange obtains the first token with the authorization_code grant
+// (RFC 6749 section 4.1.3). codeVerifier is the PKCE verifier (RFC 7636)
+// whose challenge went into the authorization request, or "" without PKCE.
+// It uses the same request code, retries and checks as a refresh. Save the
+// result in the Store that a [Source] will use.
+func (c *Config) Exchange(ctx context.Context, code, redirectURI, codeVerifier string) (*Token, error) {
+	if code == "" {
+		return nil, errors.New("bearer: Exchange: empty authorization code")
+	}
+	params := map[string]string{"grant_type": "authorization_code", "code": code}
+	if redirectURI != "" {
+		params["redirect_uri"] = redirectURI
+	}
+	if codeVerifier != "" {
+		params["code_verifier"] = codeVerifier
+	}
+	return c.retrieve(ctx, params, []string{code, codeVerifier})
+}
+
+// GenerateVerifier returns a random PKCE code verifier (RFC 7636 section
+// 4.1): 32 random bytes, base64url-encoded.
+func GenerateVerifier() string {
+	b := make([]byte, 32)
+	if _, err := crand.Read(b); err != nil {
+		panic("bearer: crypto/rand failed: " + err.Error()) // never on supported systems
+	}
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// S256Challenge returns the PKCE S256 code challenge of verifier, to send
+// as code_challenge with code_challenge_method=S256.
+func S256Challenge(verifier string) string {
+	sum := sha256.Sum256([]byte(verifier))
+	return base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+func (c *Config) refreshGrant(ctx context.Context, refreshToken string) (*Token, error) {
+	return c.retrieve(ctx, map[string]string{
+		"grant_type":    "refresh_token",
+		"refresh_token": refreshToken,
+	}, []string{refreshToken})
+}
+
+func (c *Config) clientCredentialsGrant(ctx context.Context) (*Token, error) {
+	params := map[string]string{"grant_type": "client_credentials"}
+	if len(c.Scopes) > 0 {
+		params["scope"] = strings.Join(c.Scopes, " ")
+	}
+	return c.retrieve(ctx, params, nil)
+}
+
+func (c *Config) tokenURL() string {
+	if c.TokenURL == "" {
+		return DefaultTokenURL
+	}
+	return c.TokenURL
+}
+
+// check rejects a token URL that would send credentials in clear text.
+func (c *Config) check() error {
+	u, err := url.Parse(c.tokenURL())
+	if err != nil || u.Host == "" {
+		return fmt.Errorf("bearer: Config.TokenURL is not an absolute URL")
+	}
+	switch u.Scheme {
+	case "https":
+		return nil
+	case "http":
+		if c.AllowInsecureHTTP || isLoopback(u.Hostname()) {
+			return nil
+		}
+		return fmt.Errorf("%w: Config.TokenURL host %q is not loopback (set Config.AllowInsecureHTTP to allow it)", ErrInsecure, u.Hostname())
+	}
+	return fmt.Errorf("bearer: Config.TokenURL scheme %q is not https", u.Scheme)
+}
+
+// isLoopback reports whether host (no port) is localhost or a loopback IP.
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") || strings.HasSuffix(strings.ToLower(host), ".localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func (c *Config) maxRetries() int {
+	switch {
+	case c.MaxRetries < 0:
+		return 0
+	case c.MaxRetries == 0:
+		return 3
+	}
+	return c.MaxRetries
+}
+
+func (c *Config) backoff(attempt int) time.Duration {
+	base := c.RetryBackoff
+	if base <= 0 {
+		base = 250 * time.Millisecond
+	}
+	d := base << (attempt - 1)
+	if d > 10*time.Second || d <= 0 {
+		d = 10 * time.Second
+	}
+	// Full jitter keeps a fleet of replicas from retrying in step.
+	return d/2 + rand.N(d/2+1)
+}
+
+// retrieve sends a token request, retrying transport errors, 5xx and 429
+// a bounded number of times. secrets are the grant's values, kept out of
+// every error.
+//
+// A request whose outcome is unknown (sent, no answer) is retried with
+// the same grant: on servers with a reuse grace period the retry recovers
+// the rotation, and on strict servers the spent token is dead either way.
+// Nothing else sends the same grant twice.
+func (c *Config) retrieve(ctx context.Context, params map[string]string, secrets []string) (*Token, error) {
+	if err := c.check(); err != nil {
+		return nil, err
+	}
+	secrets = append(secrets, c.ClientSecret)
+	body, contentType, err := c.encode(params)
+	if err != nil {
+		return nil, err
+	}
+	for attempt := 1; ; attempt++ {
+		tok, rerr := c.send(ctx, body, contentType, secrets)
+		if rerr == nil {
+			return tok, nil
+		}
+		rerr.Attempts = attempt
+		if !rerr.temporary() || attempt > c.maxRetries() || ctx.Err() != nil {
+			return nil, rerr
+		}
+		wait := c.backoff(attempt)
+		if rerr.RetryAfter > 0 {
+			wait = rerr.RetryAfter
+		}
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
+			// Waiting would outlast the refresh: give the answer now.
+			return nil, rerr
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil, rerr
+		}
+	}
+}
+
+func (c *Config) encode(params map[string]string) ([]byte, string, error) {
+	if c.AuthStyle == AuthInBody {
+		params["client_id"] = c.ClientID
+		if c.ClientSecret != "" {
+			params["client_secret"] = c.ClientSecret
+		}
+	}
+	switch c.Encoding {
+	case JSON:
+		b, err := json.Marshal(params)
+		return b, "application/json", err
+	case Form:
+		v := make(url.Values, len(params))
+		for k, s := range params {
+			v.Set(k, s)
+		}
+		return []byte(v.Encode()), "application/x-www-form-urlencoded", nil
+	}
+	return nil, "", fmt.Errorf("bearer: unknown Config.Encoding %d", int(c.Encoding))
+}
+
+func (c *Config) send(ctx context.Context, body []byte, contentType string, secrets []string) (*Token, *RetrieveError) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.tokenURL(), bytes.NewReader(body))
+	if err != nil {
+		return nil, &RetrieveError{Err: errors.New("cannot build the request")}
+	}
+	req.Header.Set("Content-Type", contentType)
+	req.Header.Set("Accept", "application/json")
+	if c.AuthStyle == AuthBasic {
+		req.SetBasicAuth(url.QueryEscape(c.ClientID), url.QueryEscape(c.ClientSecret))
+	}
+	// A copy of the user's client (its transport, TLS settings and proxy
+	// stay) that follows no redirect: a 307 would send the grant and the
+	// client secret to wherever it points.
+	hc := *defaultHTTPClient
+	if c.HTTPClient != nil {
+		hc = *c.HTTPClient
+	}
+	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, &RetrieveError{Err: err}
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
+	if err != nil {
+		return nil, &RetrieveError{StatusCode: resp.StatusCode, Err: fmt.Errorf("reading the answer: %w", err)}
+	}
+	if len(data) > maxBody {
+		return nil, &RetrieveError{StatusCode: resp.StatusCode, Err: fmt.Errorf("answer is larger than %d bytes", maxBody)}
+	}
+	now := c.now()
+	wire, derr := decodeToken(data, resp.Header.Get("Content-Type"))
+	ok := resp.StatusCode >= 200 && resp.StatusCode < 300
+	if wire != nil && wire.Error != "" {
+		return nil, &RetrieveError{
+			StatusCode:       resp.StatusCode,
+			ErrorCode:        clean(wire.Error, secrets, 64),
+			ErrorDescription: clean(wire.ErrorDescription, secrets, 200),
+			ErrorURI:         clean(wire.ErrorURI, secrets, 200),
+			RetryAfter:       retryAfter(resp.Header.Get("Retry-After"), now),
+		}
+	}
+	if !ok {
+		return nil, &RetrieveError{
+			StatusCode: resp.StatusCode,
+			Body:       excerpt(data, secrets, 120),
+			RetryAfter: retryAfter(resp.Header.Get("Retry-After"), now),
+		}
+	}
+	// A successful answer carries tokens: no excerpt of it, ever.
+	if derr != nil {
+		return nil, &RetrieveError{StatusCode: resp.StatusCode, Err: fmt.Errorf("malformed answer: %w", derr)}
+	}
+	tok, err := wire.token(now)
+	if err != nil {
+		return nil, &RetrieveError{StatusCode: resp.StatusCode, Err: fmt.Errorf("unusable answer: %w", err)}
+	}
+	return tok, nil
+}
+
+func clean(s string, secrets []string, max int) string {
+	return excerpt([]byte(s), secrets, max)
+}
+
+// retryAfter parses a Retry-After value: seconds or an HTTP date.
+func retryAfter(v string, now time.Time) time.Duration {
+	if v == "" {
+		return 0
+	}
+	if n, err := strconv.Atoi(strings.TrimSpace(v)); err == nil {
+		if n < 0 {
+			return 0
+		}
+		return time.Duration(min(n, 3600)) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		return min(t.Sub(now), time.Hour)
+	}
+	return 0
+}
+
+func (c *Config) now() time.Time {
+	if c.Now != nil {
+		return c.Now()
+	}
+	return time.Now()
+}

@@ -1,0 +1,234 @@
+package bearer
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// FileStore is a [Store] in one JSON file, written crash-safe: a new token
+// goes to a temporary file in the same folder, which is synced and renamed
+// over the old one, and the folder is synced, so a crash at any moment
+// leaves either the old token or the new one, never a torn file. The file
+// has mode 0600.
+//
+// FileStore implements [Locker] with an OS advisory lock on a file beside
+// it (path + ".lock"), so processes on one host that share the file take
+// turns to refresh; the OS releases the lock of a process that dies. On
+// systems without flock the lock only covers the process.
+//
+// A missing file is [ErrNoToken]. A corrupt or unreadable file is a clear
+// error, never read as empty, and a Source never overwrites it. FileStore
+// is safe for concurrent use; set its fields before first use.
+type FileStore struct {
+	// Codec seals the file at rest, such as [NewAESGCM]; nil means plain
+	// JSON.
+	Codec Codec
+
+	path string
+}
+
+var _ Locker = (*FileStore)(nil)
+
+// NewFileStore returns a FileStore for the file at path.
+func NewFileStore(path string) *FileStore {
+	return &FileStore{path: path}
+}
+
+// Path returns the file's path.
+func (f *FileStore) Path() string { return f.path }
+
+// fileRecord is the file's content.
+type fileRecord struct {
+	Version int         `json:"version"`
+	Token   storedToken `json:"token"`
+	// Refreshing is the fingerprint of a refresh token being spent: set
+	// before the request leaves, cleared when its result is saved.
+	Refreshing string    `json:"refreshing,omitempty"`
+	Saved      time.Time `json:"saved"`
+}
+
+// Load reads the token from the file.
+func (f *FileStore) Load(ctx context.Context) (*Token, error) {
+	rec, err := f.read()
+	if err != nil {
+		return nil, err
+	}
+	return rec.Token.token()
+}
+
+// Save replaces the file's token with t, atomically.
+func (f *FileStore) Save(ctx context.Context, t *Token) error {
+	if t == nil {
+		return fmt.Errorf("bearer: file store: cannot save a nil token")
+	}
+	return f.write(&fileRecord{Token: toStored(t)})
+}
+
+// Lock takes the file lock, polling until it is free or ctx ends.
+func (f *FileStore) Lock(ctx context.Context) (Lease, error) {
+	unlock, err := lockFile(ctx, f.path+".lock")
+	if err != nil {
+		return nil, fmt.Errorf("bearer: file store %s: %w", filepath.Base(f.path), err)
+	}
+	return &fileLease{f: f, unlock: unlock}, nil
+}
+
+type fileLease struct {
+	f      *FileStore
+	unlock func() error
+}
+
+func (l *fileLease) Load(ctx context.Context) (*Token, error) { return l.f.Load(ctx) }
+
+func (l *fileLease) Begin(ctx context.Context, old *Token) (bool, error) {
+	rec, err := l.f.read()
+	if errors.Is(err, ErrNoToken) {
+		rec, err = &fileRecord{Token: toStored(old)}, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	fp := fingerprint(old.RefreshToken)
+	interrupted := rec.Refreshing == fp
+	rec.Refreshing = fp
+	return interrupted, l.f.write(rec)
+}
+
+func (l *fileLease) CompareAndSwap(ctx context.Context, old, new *Token) error {
+	if new == nil {
+		return fmt.Errorf("bearer: file store: cannot save a nil token")
+	}
+	rec, err := l.f.read()
+	var stored *Token
+	switch {
+	case errors.Is(err, ErrNoToken):
+	case err != nil:
+		return err
+	default:
+		if stored, err = rec.Token.token(); err != nil {
+			return err
+		}
+	}
+	// A record made by Begin on an empty store holds old: it counts.
+	if !sameRefresh(stored, old) && !(old == nil && rec != nil && rec.Refreshing != "") {
+		return fmt.Errorf("bearer: file store %s: %w", filepath.Base(l.f.path), ErrConflict)
+	}
+	return l.f.write(&fileRecord{Token: toStored(new)})
+}
+
+func (l *fileLease) Unlock(ctx context.Context) error {
+	if l.unlock == nil {
+		return nil
+	}
+	err := l.unlock()
+	l.unlock = nil
+	return err
+}
+
+// maxFile caps what Load reads: a token file is a few kilobytes.
+const maxFile = 1 << 20
+
+func (f *FileStore) errorf(format string, args ...any) error {
+	return fmt.Errorf("bearer: file store %s: "+format, append([]any{f.path}, args...)...)
+}
+
+func (f *FileStore) read() (*fileRecord, error) {
+	fh, err := os.Open(f.path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("bearer: file store %s: %w", f.path, ErrNoToken)
+	}
+	if err != nil {
+		return nil, f.errorf("%w", err)
+	}
+	defer fh.Close()
+	data, err := io.ReadAll(io.LimitReader(fh, maxFile+1))
+	if err != nil {
+		return nil, f.errorf("reading: %w", err)
+	}
+	if len(data) > maxFile {
+		return nil, f.errorf("corrupt: larger than %d bytes", maxFile)
+	}
+	if len(bytes.TrimSpace(data)) == 0 {
+		return nil, f.errorf("corrupt: the file is empty")
+	}
+	if f.Codec != nil {
+		if data, err = f.Codec.Open(data); err != nil {
+			return nil, f.errorf("%w", err)
+		}
+	}
+	var rec fileRecord
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&rec); err != nil {
+		// Not the decoder's text: it may quote the file, which holds secrets.
+		return nil, f.errorf("corrupt: not a bearer token file")
+	}
+	if rec.Version != 1 {
+		return nil, f.errorf("corrupt: unknown version %d", rec.Version)
+	}
+	return &rec, nil
+}
+
+// write replaces the file crash-safe: temp file, fsync, rename, fsync dir.
+func (f *FileStore) write(rec *fileRecord) error {
+	rec.Version = 1
+	rec.Saved = time.Now().UTC()
+	data, err := json.MarshalIndent(rec, "", "  ")
+	if err != nil {
+		return f.errorf("encoding: %w", err)
+	}
+	if f.Codec != nil {
+		if data, err = f.Codec.Seal(data); err != nil {
+			return f.errorf("%w", err)
+		}
+	}
+	dir := filepath.Dir(f.path)
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(f.path)+".tmp-*")
+	if err != nil {
+		return f.errorf("%w", err)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	if err := tmp.Chmod(0o600); err != nil {
+		return f.errorf("%w", err)
+	}
+	if _, err := tmp.Write(data); err != nil {
+		return f.errorf("writing: %w", err)
+	}
+	if err := tmp.Sync(); err != nil {
+		return f.errorf("syncing: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return f.errorf("closing: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), f.path); err != nil {
+		return f.errorf("%w", err)
+	}
+	ok = true
+	return syncDir(dir)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("bearer: file store: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil && !errors.Is(err, errors.ErrUnsupported) {
+		return fmt.Errorf("bearer: file store: syncing folder: %w", err)
+	}
+	return nil
+}
