@@ -18,10 +18,19 @@ import (
 	"github.com/tokenkit/bearer/bearertest"
 )
 
-// clock is a fake clock for Config.Now.
+// clock is a fake clock for Config.Now. Once armed, every reading is
+// signalled on calls, which tells a test that the server is processing.
 type clock struct {
-	mu sync.Mutex
-	t  time.Time
+	mu    sync.Mutex
+	t     time.Time
+	calls chan struct{}
+}
+
+func (c *clock) arm() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.calls = make(chan struct{}, 1)
+	return c.calls
 }
 
 func newClock() *clock { return &clock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)} }
@@ -29,6 +38,10 @@ func newClock() *clock { return &clock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time
 func (c *clock) Now() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	select {
+	case c.calls <- struct{}{}:
+	default:
+	}
 	return c.t
 }
 

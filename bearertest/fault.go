@@ -100,7 +100,7 @@ func (s *Server) serveFault(w http.ResponseWriter, r *http.Request, f Fault, pro
 		real = process()
 	}
 	if !s.sleep(ctx, f.Delay) {
-		return
+		abort()
 	}
 	if f.passThrough() {
 		if !f.Consume {
@@ -163,6 +163,13 @@ func errorCode(status int) string {
 	return "invalid_request"
 }
 
+// abort ends a handler cut short by its client or by Close. Returning would
+// let net/http complete the response, turning a lost answer into an empty 200
+// or a cleanly ended chunked body; aborting closes the connection instead.
+func abort() {
+	panic(http.ErrAbortHandler)
+}
+
 // mangle writes a, truncated and trickled as f says.
 func (s *Server) mangle(ctx context.Context, w http.ResponseWriter, a answer, f Fault) {
 	body := a.body
@@ -187,7 +194,7 @@ func (s *Server) mangle(ctx context.Context, w http.ResponseWriter, a answer, f 
 	}
 	for i := range body {
 		if !s.sleep(ctx, f.Trickle) {
-			return
+			abort()
 		}
 		if _, err := w.Write(body[i : i+1]); err != nil {
 			return
@@ -204,7 +211,7 @@ func (s *Server) reset(w http.ResponseWriter, a answer) {
 	conn, brw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
 		// Not hijackable (HTTP/2): aborting the handler resets the stream.
-		panic(http.ErrAbortHandler)
+		abort()
 	}
 	defer conn.Close()
 	fmt.Fprintf(brw, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\nCache-Control: no-store\r\n\r\n",
@@ -237,9 +244,9 @@ func (s *Server) huge(ctx context.Context, w http.ResponseWriter, status int, n 
 	for pad := n - int64(len(prefix)+len(suffix)); pad > 0; {
 		select {
 		case <-ctx.Done():
-			return
+			abort()
 		case <-s.done:
-			return
+			abort()
 		default:
 		}
 		k := min(pad, int64(len(chunk)))

@@ -261,7 +261,7 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 	f, faulty := s.nextFaultLocked()
 	s.mu.Unlock()
 	if !s.sleep(r.Context(), s.cfg.Latency) {
-		return
+		abort()
 	}
 	process := func() answer {
 		if readErr != nil {
