@@ -13,7 +13,8 @@ import (
 // [Server.InjectFault]. The zero Fault answers normally.
 //
 // Unless Consume is set, a faulty answer is given instead of processing the
-// request, so server state is unchanged. Where a fault needs a body and Body
+// request, so server state is unchanged (a fault that only delays processes
+// the request after its Delay). Where a fault needs a body and Body
 // is empty, it uses an error body if Status is set, the real answer if
 // Consume is set, and otherwise a well-formed token response whose tokens
 // the server never issued.
