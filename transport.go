@@ -1,0 +1,402 @@
+package bearer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strings"
+	"sync/atomic"
+)
+
+// Transport is an [http.RoundTripper] that authenticates each request with
+// "Authorization: <type> <access token>", taking the token from Source.
+//
+// When the server answers 401 Unauthorized and Source also has a method
+// Refresh(ctx context.Context, rejected *Token) (*Token, error), as [Source]
+// does, Transport calls it with the token the server rejected and sends the
+// request once more with the token it returns. It does so at most once per
+// request, and not when the body cannot be replayed (Body set, GetBody nil)
+// or when WWW-Authenticate reports error="insufficient_scope", since a new
+// token would not help. If Refresh fails, the 401 response is closed and
+// RoundTrip returns the error, wrapped, so that callers can branch with
+// errors.Is(err, [ErrReauthorize]). If the retry gets 401 too, that response
+// is returned.
+//
+// The token goes only to the origin (scheme, host and port) of the first
+// request of a redirect chain, as curl does, and to AllowedHosts; on other
+// hops any Authorization header, such as the one [http.Client] copies to a
+// different port or a subdomain, is removed. To find the first request of a
+// chain Transport follows Request.Response.Request, which [http.Client] and
+// [http.Transport] set; when Base returns responses without Request, redirected
+// hops get no token. A token is never sent over plain http to a host other
+// than localhost, 127.0.0.0/8 or ::1 unless AllowInsecureHTTP is set:
+// RoundTrip returns an error wrapping [ErrInsecure] instead.
+//
+// With a transport that retries failed requests, make Transport the outer
+// one, with the retrying transport as Base: retries of 5xx answers and
+// network errors then reuse the header, and the 401 retry happens once,
+// after a refresh. A retrying transport placed outside Transport must not
+// retry 401 answers itself, or each of its attempts refreshes again.
+//
+// The zero Transport has no Source and fails every request with
+// [ErrNoSource]. A Transport is safe for concurrent use by multiple
+// goroutines; its fields must not be changed after its first use, and it
+// must not be copied after its first use.
+type Transport struct {
+	// Source supplies the tokens. Its Token method is called once per
+	// request; it should be cheap while the token is valid, as [Source]'s
+	// is. Tokens it returns must not be modified afterwards: Transport
+	// caches the header value for the last token by pointer.
+	Source TokenSource
+
+	// Base sends the requests. If nil, [http.DefaultTransport] is used.
+	Base http.RoundTripper
+
+	// AllowedHosts lists further hosts that redirects may take the token
+	// to, besides the origin of the first request. An entry "host" allows
+	// every port of host, "host:port" only that port; names compare
+	// without regard to case. Nil means none.
+	AllowedHosts []string
+
+	// AllowInsecureHTTP allows sending the token over plain http to hosts
+	// that are not loopback. The zero value refuses with [ErrInsecure].
+	AllowInsecureHTTP bool
+
+	// auth caches the header value of the last token seen, so that the
+	// valid-token path builds no string. Tokens are compared by pointer:
+	// a Source hands out the same *Token until it rotates.
+	auth atomic.Pointer[authValue]
+}
+
+var _ http.RoundTripper = (*Transport)(nil)
+
+// refresher is the optional method of a TokenSource that Transport uses
+// after a 401.
+type refresher interface {
+	Refresh(ctx context.Context, rejected *Token) (*Token, error)
+}
+
+// authValue is the Authorization header value for tok.
+type authValue struct {
+	tok   *Token
+	value string
+}
+
+// errEmptyToken is reported, wrapped, when a TokenSource returns a nil
+// Token or one without an access token, and no error.
+var errEmptyToken = errors.New("the source returned no token")
+
+// maxDiscard bounds how much of a 401 body is read before it is closed, so
+// that a small one leaves its connection reusable and a huge one costs
+// little. net/http's client reads 2 KiB of a redirect's body.
+const maxDiscard = 4 << 10
+
+// maxHops bounds the walk to the first request of a redirect chain; a
+// longer (or circular) chain gets no token. http.Client stops at 10.
+const maxHops = 100
+
+// RoundTrip implements [http.RoundTripper]. It does not modify req, and it
+// closes req.Body on every path, errors included.
+func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if t.Source == nil {
+		closeRequestBody(req)
+		return nil, ErrNoSource
+	}
+	if !t.mayAuthorize(req) {
+		if !hasAuthorization(req.Header) {
+			return t.base().RoundTrip(req)
+		}
+		// http.Client copied the caller's header to this hop, or the caller
+		// set it; either way it is not ours to send here.
+		return t.base().RoundTrip(withHeader(req, req.Body, ""))
+	}
+	if err := t.checkSecure(req.URL); err != nil {
+		closeRequestBody(req)
+		return nil, err
+	}
+	ctx := req.Context()
+	tok, err := t.token(ctx)
+	if err != nil {
+		closeRequestBody(req)
+		return nil, err
+	}
+	resp, err := t.base().RoundTrip(withHeader(req, req.Body, t.value(tok)))
+	if err != nil || resp.StatusCode != http.StatusUnauthorized {
+		return resp, err
+	}
+	return t.retry(ctx, req, resp, tok)
+}
+
+// retry handles the 401 answer resp to req, which was sent with tok. The
+// first attempt already consumed and closed req.Body.
+func (t *Transport) retry(ctx context.Context, req *http.Request, resp *http.Response, tok *Token) (*http.Response, error) {
+	rf, ok := t.Source.(refresher)
+	if !ok || !canReplay(req) || insufficientScope(resp.Header) {
+		return resp, nil
+	}
+	next, err := rf.Refresh(ctx, tok)
+	if err != nil {
+		discardResponse(resp)
+		return nil, fmt.Errorf("bearer: refreshing after a 401: %w", err)
+	}
+	if next == nil || next.AccessToken == "" {
+		discardResponse(resp)
+		return nil, fmt.Errorf("bearer: refreshing after a 401: %w", errEmptyToken)
+	}
+	if next.AccessToken == tok.AccessToken {
+		// The source stands by the token the server refused; sending it
+		// again would get the same answer.
+		return resp, nil
+	}
+	body := req.Body
+	if body != nil && body != http.NoBody {
+		if body, err = req.GetBody(); err != nil {
+			discardResponse(resp)
+			return nil, fmt.Errorf("bearer: replaying the request body: %w", err)
+		}
+	}
+	discardResponse(resp)
+	return t.base().RoundTrip(withHeader(req, body, t.value(next)))
+}
+
+// CloseIdleConnections closes the idle connections of Base, if it has such
+// a method, so that [http.Client.CloseIdleConnections] reaches through
+// Transport.
+func (t *Transport) CloseIdleConnections() {
+	type closeIdler interface{ CloseIdleConnections() }
+	if c, ok := t.base().(closeIdler); ok {
+		c.CloseIdleConnections()
+	}
+}
+
+func (t *Transport) base() http.RoundTripper {
+	if t.Base != nil {
+		return t.Base
+	}
+	return http.DefaultTransport
+}
+
+// token returns a usable token from the source.
+func (t *Transport) token(ctx context.Context) (*Token, error) {
+	tok, err := t.Source.Token(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("bearer: getting a token: %w", err)
+	}
+	if tok == nil || tok.AccessToken == "" {
+		return nil, fmt.Errorf("bearer: getting a token: %w", errEmptyToken)
+	}
+	return tok, nil
+}
+
+// value returns the Authorization header value for tok, building it only
+// when tok is not the token of the previous call.
+func (t *Transport) value(tok *Token) string {
+	if a := t.auth.Load(); a != nil && a.tok == tok {
+		return a.value
+	}
+	v := tok.Type() + " " + tok.AccessToken
+	t.auth.Store(&authValue{tok: tok, value: v})
+	return v
+}
+
+// mayAuthorize reports whether req may carry the token: it goes to the
+// origin of the first request of its redirect chain, or to an allowed host.
+func (t *Transport) mayAuthorize(req *http.Request) bool {
+	if req.Response == nil {
+		return true // the first request, the common case
+	}
+	first := req
+	for i := 0; first.Response != nil; i++ {
+		if first.Response.Request == nil || i == maxHops {
+			// The chain is broken: the origin is unknown, so only an
+			// explicitly allowed host may have the token.
+			return t.allowedHost(req.URL)
+		}
+		first = first.Response.Request
+	}
+	return sameOrigin(first.URL, req.URL) || t.allowedHost(req.URL)
+}
+
+// allowedHost reports whether u's host is in AllowedHosts.
+func (t *Transport) allowedHost(u *url.URL) bool {
+	host, port := u.Hostname(), originPort(u)
+	for _, a := range t.AllowedHosts {
+		ah, ap := a, ""
+		if h, p, ok := splitAllowedHost(a); ok {
+			ah, ap = h, p
+		}
+		if strings.EqualFold(ah, host) && (ap == "" || ap == port) {
+			return true
+		}
+	}
+	return false
+}
+
+// splitAllowedHost splits "host:port" and "[v6]:port"; ok is false when s has
+// no port.
+func splitAllowedHost(s string) (host, port string, ok bool) {
+	i := strings.LastIndexByte(s, ':')
+	if i < 0 || strings.IndexByte(s[i:], ']') >= 0 {
+		return "", "", false // "host", "[::1]"
+	}
+	host, port = s[:i], s[i+1:]
+	if strings.HasPrefix(host, "[") && strings.HasSuffix(host, "]") {
+		host = host[1 : len(host)-1]
+	} else if strings.IndexByte(host, ':') >= 0 {
+		return "", "", false // a bare IPv6 address
+	}
+	return host, port, true
+}
+
+// checkSecure returns an error wrapping ErrInsecure if a token must not go
+// to u.
+func (t *Transport) checkSecure(u *url.URL) error {
+	if u.Scheme == "https" || t.AllowInsecureHTTP || isLoopbackHost(u.Hostname()) {
+		return nil
+	}
+	// The host is not a secret; the rest of the URL may hold some.
+	return fmt.Errorf("%w: host %q is not loopback (set Transport.AllowInsecureHTTP to allow it)", ErrInsecure, u.Hostname())
+}
+
+// sameOrigin reports whether a and b have the same scheme, host and port,
+// the rule curl adopted for CVE-2022-27776. net/http's client also forwards
+// Authorization to other ports and to subdomains.
+func sameOrigin(a, b *url.URL) bool {
+	return strings.EqualFold(a.Scheme, b.Scheme) &&
+		strings.EqualFold(a.Hostname(), b.Hostname()) &&
+		originPort(a) == originPort(b)
+}
+
+// originPort returns u's port, or the default port of its scheme.
+func originPort(u *url.URL) string {
+	if p := u.Port(); p != "" {
+		return p
+	}
+	switch strings.ToLower(u.Scheme) {
+	case "http":
+		return "80"
+	case "https":
+		return "443"
+	}
+	return ""
+}
+
+// isLoopbackHost reports whether host is localhost or a loopback address.
+func isLoopbackHost(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Unmap().IsLoopback()
+}
+
+// canReplay reports whether req's body can be sent a second time.
+func canReplay(req *http.Request) bool {
+	return req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
+}
+
+// authRequest holds a request copy and its Authorization value slice, so
+// that both take one allocation.
+type authRequest struct {
+	req  http.Request
+	auth [1]string
+}
+
+// withHeader returns a copy of req with body, and with Authorization set to
+// value, or removed when value is empty.
+//
+// The copy is shallow, unlike req.Clone: the URL, the header values and
+// the trailer are shared, as the RoundTripper contract forbids changing
+// them. Only the header map is new, as it must differ.
+func withHeader(req *http.Request, body io.ReadCloser, value string) *http.Request {
+	a := new(authRequest)
+	a.req = *req
+	a.req.Body = body
+	h := make(http.Header, len(req.Header)+1)
+	for k, v := range req.Header {
+		if !isAuthorization(k) {
+			h[k] = v
+		}
+	}
+	if value != "" {
+		a.auth[0] = value
+		h["Authorization"] = a.auth[:]
+	}
+	a.req.Header = h
+	return &a.req
+}
+
+// hasAuthorization reports whether h has an Authorization header, in any
+// spelling of the key.
+func hasAuthorization(h http.Header) bool {
+	if _, ok := h["Authorization"]; ok {
+		return true
+	}
+	for k := range h {
+		if isAuthorization(k) {
+			return true
+		}
+	}
+	return false
+}
+
+func isAuthorization(k string) bool {
+	return len(k) == len("Authorization") && strings.EqualFold(k, "Authorization")
+}
+
+// insufficientScope reports whether a WWW-Authenticate header carries
+// error="insufficient_scope" (RFC 6750 section 3.1): the token is valid but
+// not enough, and a new one would be refused too.
+func insufficientScope(h http.Header) bool {
+	const param, code = "error", "insufficient_scope"
+	for _, v := range h.Values("Www-Authenticate") {
+		v = strings.ToLower(v)
+		for i := 0; ; {
+			j := strings.Index(v[i:], param)
+			if j < 0 {
+				break
+			}
+			j += i
+			i = j + len(param)
+			if j > 0 && !strings.ContainsRune(" \t,", rune(v[j-1])) {
+				continue // part of a longer name, such as "x_error"
+			}
+			rest := strings.TrimLeft(v[i:], " \t")
+			if !strings.HasPrefix(rest, "=") {
+				continue
+			}
+			rest = strings.TrimLeft(rest[1:], " \t")
+			rest = strings.TrimPrefix(rest, `"`)
+			if !strings.HasPrefix(rest, code) {
+				continue
+			}
+			rest = rest[len(code):]
+			if rest == "" || strings.ContainsRune(`" ,;`, rune(rest[0])) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func closeRequestBody(req *http.Request) {
+	if req.Body != nil {
+		req.Body.Close()
+	}
+}
+
+// discardResponse reads a bounded part of resp's body, so that the connection
+// can be reused, and closes it.
+func discardResponse(resp *http.Response) {
+	if resp.Body == nil {
+		return
+	}
+	if resp.ContentLength == -1 || resp.ContentLength <= maxDiscard {
+		io.CopyN(io.Discard, resp.Body, maxDiscard)
+	}
+	resp.Body.Close()
+}
