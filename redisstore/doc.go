@@ -1,0 +1,69 @@
+// Package redisstore keeps a [bearer.Token] in Redis for a fleet of replicas
+// that share one OAuth client, and serialises their refreshes with a lease.
+//
+// It is a module of its own, so that the bearer module needs no Redis
+// client.
+//
+// # Quick start
+//
+//	rdb := redis.NewClient(&redis.Options{Addr: addr, ContextTimeoutEnabled: true})
+//	defer rdb.Close()
+//	store := redisstore.New(rdb, "{billing}:oauth")
+//	store.Codec, _ = bearer.NewAESGCM(key) // optional: encrypt at rest
+//	src := bearer.NewSource(cfg, store)
+//
+// The first token, from the user's authorization, is put in place once with
+// [Store.Save].
+//
+// # Guarantees
+//
+// One refresh per expiry across replicas. A [bearer.Source] takes the lease
+// ([Store.Lock]), re-reads the token, and refreshes only if it still needs
+// to; the replicas that waited find the new token and adopt it. A refresh
+// token is therefore spent once, which single-use servers such as
+// OpenTicket require: spending one twice revokes the whole grant.
+//
+// Fencing. A lease lapses after [Store.LeaseTTL], so a replica that dies
+// holding it does not stop the others. A holder that merely stalled past
+// its lease may still come back with a new token; its save is then refused
+// with [bearer.ErrLockLost] and the newer token stays. Every write under a
+// lease is a Lua script that checks the lease owner and, for the save, that
+// the stored token is still the one the refresh started from
+// ([bearer.ErrConflict] otherwise), and writes nothing if either check
+// fails.
+//
+// Interrupted refreshes. Before its request leaves, the holder records a
+// fingerprint of the refresh token it is about to spend; a successful save
+// clears it. The next holder that finds the record for the same token knows
+// the earlier refresh may have spent it ([bearer.ErrInterrupted]).
+//
+// Fail closed. When Redis cannot be reached every method returns an error
+// ("bearer/redisstore: ...", wrapping go-redis's) instead of guessing: no
+// refresh happens without the lease, and the Source keeps serving its
+// access token while it is valid. Calls return when their ctx ends; give the
+// client ContextTimeoutEnabled so that go-redis also stops the command then
+// rather than at its own ReadTimeout.
+//
+// # LeaseTTL and the refresh timeout
+//
+// LeaseTTL (60s by default) must be longer than the Source's refresh
+// timeout (30s by default) plus the time to save: a refresh that outlives
+// the lease is fenced off and fails, and another replica, now holding the
+// lease, may find the refresh token spent and report [bearer.ErrInterrupted].
+// A shorter LeaseTTL only shortens the wait after a crash.
+//
+// # Data layout
+//
+// For a key K, the Store uses three Redis keys, which on Redis Cluster must
+// share a slot (use a hash tag, as in "{billing}:oauth"):
+//
+//   - K, a hash: field "token" holds [bearer.MarshalToken]'s JSON, sealed by
+//     [Store.Codec] if set; field "rt" holds the fingerprint of its refresh
+//     token, a hex SHA-256 that the scripts compare without reading the
+//     (possibly sealed) token.
+//   - K:lock, a string: the random owner of the lease, expiring after
+//     LeaseTTL.
+//   - K:refreshing, a string: the fingerprint of a refresh token being spent.
+//
+// No key holds a token in clear except K's "token" field without a Codec.
+package redisstore

@@ -1,0 +1,175 @@
+package redisstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/tokenkit/bearer"
+)
+
+// lease is a held lock: key+":lock" holds owner until Unlock or LeaseTTL.
+// Every write under it runs in a script that first checks the lock still
+// holds owner, so a holder whose lease lapsed (a long GC pause, a slow
+// refresh) cannot overwrite the work of the holder that came after it.
+type lease struct {
+	s     *Store
+	owner string
+}
+
+var _ bearer.Lease = (*lease)(nil)
+
+// Script replies, shared by Begin and CompareAndSwap.
+const (
+	replyOK       = 0
+	replyLost     = 1
+	replyConflict = 2
+)
+
+// saveScript writes the token and its fingerprint together, and drops the
+// refresh-in-flight record unless it names the token being saved.
+//
+// KEYS: token, refreshing. ARGV: value, fingerprint.
+var saveScript = redis.NewScript(`
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'token', ARGV[1], 'rt', ARGV[2])
+if redis.call('GET', KEYS[2]) ~= ARGV[2] then
+	redis.call('DEL', KEYS[2])
+end
+return 0
+`)
+
+// beginScript records, under the lease, which refresh token is being spent.
+// It returns {reply, interrupted}.
+//
+// KEYS: lock, refreshing. ARGV: owner, fingerprint.
+var beginScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+	return {1, 0}
+end
+local interrupted = 0
+if redis.call('GET', KEYS[2]) == ARGV[2] then
+	interrupted = 1
+end
+redis.call('SET', KEYS[2], ARGV[2])
+return {0, interrupted}
+`)
+
+// casScript saves a new token if the lease is still held and the stored
+// fingerprint is the old one (an empty old fingerprint means "no token
+// stored"), then clears the refresh-in-flight record. It writes nothing
+// otherwise.
+//
+// KEYS: token, lock, refreshing. ARGV: owner, old fingerprint, value,
+// new fingerprint.
+var casScript = redis.NewScript(`
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then
+	return 1
+end
+if ARGV[2] == '' then
+	if redis.call('EXISTS', KEYS[1]) == 1 then
+		return 2
+	end
+elseif redis.call('HGET', KEYS[1], 'rt') ~= ARGV[2] then
+	return 2
+end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'token', ARGV[3], 'rt', ARGV[4])
+redis.call('DEL', KEYS[3])
+return 0
+`)
+
+// unlockScript deletes the lock only if it still holds owner: a lapsed
+// lease must not release the next holder's.
+//
+// KEYS: lock. ARGV: owner.
+var unlockScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+	return redis.call('DEL', KEYS[1])
+end
+return 0
+`)
+
+// Load reads the stored token, as [Store.Load] does.
+func (l *lease) Load(ctx context.Context) (*bearer.Token, error) {
+	return l.s.Load(ctx)
+}
+
+// Begin records old's refresh token fingerprint at key+":refreshing" if the
+// lease is still held, and reports whether that record was already there.
+func (l *lease) Begin(ctx context.Context, old *bearer.Token) (bool, error) {
+	if old == nil {
+		return false, errors.New("bearer/redisstore: Begin needs the token being refreshed")
+	}
+	s := l.s
+	var reply []any
+	err := do(ctx, func(ctx context.Context) error {
+		var err error
+		reply, err = beginScript.Run(ctx, s.rdb,
+			[]string{s.lockKey(), s.refreshingKey()},
+			l.owner, fingerprint(old)).Slice()
+		return err
+	})
+	if err != nil {
+		return false, s.errorf("recording the refresh", err)
+	}
+	if len(reply) != 2 {
+		return false, fmt.Errorf("bearer/redisstore: recording the refresh at %q: unexpected reply", s.key)
+	}
+	code, _ := reply[0].(int64)
+	interrupted, _ := reply[1].(int64)
+	if code == replyLost {
+		return false, fmt.Errorf("bearer/redisstore: recording the refresh at %q: %w", s.key, bearer.ErrLockLost)
+	}
+	return interrupted == 1, nil
+}
+
+// CompareAndSwap saves new if the lease is still held and the store still
+// holds old's refresh token, and clears Begin's record, all in one script.
+func (l *lease) CompareAndSwap(ctx context.Context, old, new *bearer.Token) error {
+	s := l.s
+	val, newFP, err := s.encode(new)
+	if err != nil {
+		return err
+	}
+	oldFP := ""
+	if old != nil {
+		oldFP = fingerprint(old)
+	}
+	var code int64
+	err = do(ctx, func(ctx context.Context) error {
+		var err error
+		code, err = casScript.Run(ctx, s.rdb,
+			[]string{s.key, s.lockKey(), s.refreshingKey()},
+			l.owner, oldFP, val, newFP).Int64()
+		return err
+	})
+	if err != nil {
+		return s.errorf("saving the refreshed token", err)
+	}
+	switch code {
+	case replyOK:
+		return nil
+	case replyLost:
+		return fmt.Errorf("bearer/redisstore: saving the refreshed token at %q: %w", s.key, bearer.ErrLockLost)
+	case replyConflict:
+		return fmt.Errorf("bearer/redisstore: saving the refreshed token at %q: %w", s.key, bearer.ErrConflict)
+	}
+	return fmt.Errorf("bearer/redisstore: saving the refreshed token at %q: unexpected reply %d", s.key, code)
+}
+
+// Unlock releases the lease if it is still ours. A lapsed lease, maybe
+// already taken by another holder, is left alone, and that is not an error.
+// A ctx that has ended leaves the lease to lapse after LeaseTTL: unlock with
+// a context of its own.
+func (l *lease) Unlock(ctx context.Context) error {
+	s := l.s
+	err := do(ctx, func(ctx context.Context) error {
+		return unlockScript.Run(ctx, s.rdb, []string{s.lockKey()}, l.owner).Err()
+	})
+	if err != nil {
+		return s.errorf("releasing the lease", err)
+	}
+	return nil
+}

@@ -1,0 +1,337 @@
+package redisstore
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	mrand "math/rand/v2"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/tokenkit/bearer"
+)
+
+const (
+	// DefaultLeaseTTL is the lease lifetime used when [Store.LeaseTTL] is
+	// zero. It is twice the [bearer.Source]'s default refresh timeout, so
+	// that a lease outlives the refresh it guards.
+	DefaultLeaseTTL = 60 * time.Second
+
+	// DefaultPollInterval is the wait between attempts to take a held
+	// lease used when [Store.PollInterval] is zero.
+	DefaultPollInterval = 25 * time.Millisecond
+)
+
+// Store is a [bearer.Store] in Redis, shared by every replica that uses the
+// same key. It implements [bearer.Locker] with a lease, so that a
+// [bearer.Source] on each replica refreshes at most once per expiry.
+//
+// Create a Store with [New]; a zero Store has no client and its methods
+// return an error. Set the fields before first use and do not change them
+// after. A Store is safe for concurrent use by multiple goroutines. It prints
+// without secrets: neither the client's options nor the Codec are shown.
+type Store struct {
+	// LeaseTTL is how long a lease taken by Lock lasts if its holder never
+	// releases it, because it crashed or lost its connection. It must
+	// outlive the Source's refresh timeout (30s by default): a refresh that
+	// runs past the lease cannot save its result and fails with
+	// [bearer.ErrLockLost]. If zero, [DefaultLeaseTTL] is used.
+	LeaseTTL time.Duration
+
+	// PollInterval is how often Lock tries again to take a held lease; each
+	// wait is jittered by up to half of it either way. If zero,
+	// [DefaultPollInterval] is used.
+	PollInterval time.Duration
+
+	// Codec seals the token before it is written and opens it after it is
+	// read, for example [bearer.NewAESGCM]. If nil, the token is stored as
+	// plain JSON ([bearer.MarshalToken]).
+	Codec bearer.Codec
+
+	rdb redis.UniversalClient
+	key string
+}
+
+var (
+	_ bearer.Store  = (*Store)(nil)
+	_ bearer.Locker = (*Store)(nil)
+)
+
+// New returns a Store that keeps the token in the hash at key, the lease at
+// key+":lock" and the record of a refresh in flight at key+":refreshing".
+// On Redis Cluster, put a hash tag in key, such as "{bearer}:token", so that
+// all three share a slot.
+//
+// The Store does not close rdb. Its calls return when ctx ends; the command
+// in flight then runs on until rdb's own timeouts end it, unless rdb was
+// created with ContextTimeoutEnabled.
+func New(rdb redis.UniversalClient, key string) *Store {
+	return &Store{rdb: rdb, key: key}
+}
+
+// String describes s without the client's options or the Codec, either of
+// which can hold secrets.
+func (s Store) String() string {
+	codec := "none"
+	if s.Codec != nil {
+		codec = "set"
+	}
+	return "redisstore.Store{Key:" + strconv.Quote(s.key) +
+		" LeaseTTL:" + s.leaseTTL().String() +
+		" PollInterval:" + s.pollInterval().String() +
+		" Codec:" + codec + "}"
+}
+
+// GoString is String: %#v must not print secrets either.
+func (s Store) GoString() string { return s.String() }
+
+// Format makes every fmt verb print the String form.
+func (s Store) Format(f fmt.State, verb rune) { fmt.Fprint(f, s.String()) }
+
+// Load returns the stored token. It returns an error wrapping
+// [bearer.ErrNoToken] when the key does not exist, and another error when
+// the value cannot be read: not a token, sealed under another key
+// (wrapping [bearer.ErrDecrypt]), or not written by a Store.
+func (s *Store) Load(ctx context.Context) (*bearer.Token, error) {
+	if err := s.check(); err != nil {
+		return nil, err
+	}
+	var vals []any
+	err := do(ctx, func(ctx context.Context) error {
+		var err error
+		vals, err = s.rdb.HMGet(ctx, s.key, fieldToken, fieldRT).Result()
+		return err
+	})
+	if err != nil {
+		return nil, s.errorf("loading the token", err)
+	}
+	if len(vals) != 2 {
+		return nil, fmt.Errorf("bearer/redisstore: loading the token at %q: unexpected reply", s.key)
+	}
+	if vals[0] == nil && vals[1] == nil {
+		return nil, fmt.Errorf("bearer/redisstore: key %q: %w", s.key, bearer.ErrNoToken)
+	}
+	sealed, ok1 := vals[0].(string)
+	fp, ok2 := vals[1].(string)
+	if !ok1 || !ok2 {
+		return nil, fmt.Errorf("bearer/redisstore: key %q does not hold a token written by this package", s.key)
+	}
+	t, err := s.decode([]byte(sealed))
+	if err != nil {
+		return nil, err
+	}
+	// The fingerprint is what compare-and-swap checks; one that does not
+	// match the token would make every swap conflict, or let a wrong one
+	// through.
+	if fingerprint(t) != fp {
+		return nil, fmt.Errorf("bearer/redisstore: key %q: the stored fingerprint does not match the stored token", s.key)
+	}
+	return t, nil
+}
+
+// Save stores t, replacing whatever the key held, without taking the lease.
+// The token and its fingerprint are written together. A record of a refresh
+// in flight is cleared unless it is about t's own refresh token.
+func (s *Store) Save(ctx context.Context, t *bearer.Token) error {
+	if err := s.check(); err != nil {
+		return err
+	}
+	val, fp, err := s.encode(t)
+	if err != nil {
+		return err
+	}
+	err = do(ctx, func(ctx context.Context) error {
+		return saveScript.Run(ctx, s.rdb, []string{s.key, s.refreshingKey()}, val, fp).Err()
+	})
+	if err != nil {
+		return s.errorf("saving the token", err)
+	}
+	return nil
+}
+
+// Lock takes the lease at key+":lock", waiting while another holder has it
+// until it is released or lapses, or until ctx ends; the error then wraps
+// ctx's error. A Redis failure ends the wait at once with an error: a Source
+// then keeps serving its access token while it is valid.
+func (s *Store) Lock(ctx context.Context) (bearer.Lease, error) {
+	if err := s.check(); err != nil {
+		return nil, err
+	}
+	owner, err := newOwner()
+	if err != nil {
+		return nil, err
+	}
+	ttl := s.leaseTTL()
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for {
+		var ok bool
+		err := do(ctx, func(ctx context.Context) error {
+			var err error
+			ok, err = s.rdb.SetNX(ctx, s.lockKey(), owner, ttl).Result()
+			return err
+		})
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctxError("waiting for the lease", ctx)
+			}
+			return nil, s.errorf("taking the lease", err)
+		}
+		if ok {
+			return &lease{s: s, owner: owner}, nil
+		}
+		wait := s.pollWait()
+		if timer == nil {
+			timer = time.NewTimer(wait)
+		} else {
+			timer.Reset(wait)
+		}
+		select {
+		case <-timer.C:
+		case <-ctx.Done():
+			return nil, ctxError("waiting for the lease", ctx)
+		}
+	}
+}
+
+// Hash fields of the token key.
+const (
+	fieldToken = "token" // MarshalToken's JSON, sealed by the Codec if any
+	fieldRT    = "rt"    // fingerprint of the refresh token
+)
+
+func (s *Store) lockKey() string       { return s.key + ":lock" }
+func (s *Store) refreshingKey() string { return s.key + ":refreshing" }
+
+func (s *Store) check() error {
+	if s.rdb == nil {
+		return errors.New("bearer/redisstore: Store has no Redis client; create it with New")
+	}
+	if s.key == "" {
+		return errors.New("bearer/redisstore: Store has an empty key")
+	}
+	return nil
+}
+
+func (s *Store) leaseTTL() time.Duration {
+	switch {
+	case s.LeaseTTL <= 0:
+		return DefaultLeaseTTL
+	case s.LeaseTTL < time.Millisecond:
+		// Redis counts in milliseconds and rejects a zero expiry.
+		return time.Millisecond
+	}
+	return s.LeaseTTL
+}
+
+func (s *Store) pollInterval() time.Duration {
+	if s.PollInterval <= 0 {
+		return DefaultPollInterval
+	}
+	return s.PollInterval
+}
+
+// pollWait spreads the attempts of replicas that began waiting together.
+func (s *Store) pollWait() time.Duration {
+	p := s.pollInterval()
+	return p/2 + mrand.N(p+1)
+}
+
+func (s *Store) encode(t *bearer.Token) (val, fp string, err error) {
+	if t == nil {
+		return "", "", errors.New("bearer/redisstore: cannot save a nil token")
+	}
+	b, err := bearer.MarshalToken(t)
+	if err != nil {
+		return "", "", fmt.Errorf("bearer/redisstore: encoding the token: %w", err)
+	}
+	if s.Codec != nil {
+		if b, err = s.Codec.Seal(b); err != nil {
+			return "", "", fmt.Errorf("bearer/redisstore: sealing the token: %w", err)
+		}
+	}
+	return string(b), fingerprint(t), nil
+}
+
+func (s *Store) decode(b []byte) (*bearer.Token, error) {
+	if s.Codec != nil {
+		var err error
+		if b, err = s.Codec.Open(b); err != nil {
+			return nil, fmt.Errorf("bearer/redisstore: key %q: opening the token: %w", s.key, err)
+		}
+	}
+	t, err := bearer.UnmarshalToken(b)
+	if err != nil {
+		return nil, fmt.Errorf("bearer/redisstore: key %q: %w", s.key, err)
+	}
+	return t, nil
+}
+
+// errorf wraps a Redis error. go-redis errors name the address and the
+// failure, never a password or the values sent.
+func (s *Store) errorf(doing string, err error) error {
+	return fmt.Errorf("bearer/redisstore: %s at %q: %w", doing, s.key, err)
+}
+
+// do runs fn, returning when it does or when ctx ends. go-redis bounds a
+// command by its own timeouts and ignores ctx's deadline unless the client
+// has ContextTimeoutEnabled, so a stalled server would hold the caller past
+// ctx. fn then runs on until those timeouts end it; its result is dropped,
+// since the caller was already told that the outcome is unknown.
+func do(ctx context.Context, fn func(context.Context) error) error {
+	if ctx.Done() == nil {
+		return fn(ctx)
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	done := make(chan error, 1)
+	go func() { done <- fn(ctx) }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// ctxError reports that ctx ended, wrapping both its error and its cause.
+func ctxError(doing string, ctx context.Context) error {
+	err := ctx.Err()
+	if cause := context.Cause(ctx); cause != nil && cause != err {
+		return fmt.Errorf("bearer/redisstore: %s: %w (%w)", doing, err, cause)
+	}
+	return fmt.Errorf("bearer/redisstore: %s: %w", doing, err)
+}
+
+// fingerprint names the refresh token t holds, so that scripts can compare
+// tokens they cannot read (the value may be sealed) and records never hold
+// the token itself. A token without a refresh token is named by its access
+// token, as [bearer.MemoryStore] compares such tokens.
+func fingerprint(t *bearer.Token) string {
+	var in string
+	if t.RefreshToken != "" {
+		in = "refresh_token:" + t.RefreshToken
+	} else {
+		in = "access_token:" + t.AccessToken
+	}
+	sum := sha256.Sum256([]byte(in))
+	return hex.EncodeToString(sum[:])
+}
+
+// newOwner returns a random lease owner, unique across replicas.
+func newOwner() (string, error) {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("bearer/redisstore: lease owner: %w", err)
+	}
+	return hex.EncodeToString(b[:]), nil
+}
