@@ -1,0 +1,108 @@
+// Package bearer keeps an API client authenticated forever: it refreshes
+// OAuth 2.0 access tokens before they expire, persists every rotated refresh
+// token before anyone uses it, and retries a request once when the server
+// rejects its token.
+//
+// It is built for servers such as OpenTicket whose refresh tokens are single
+// use: every refresh returns a new refresh token and kills the old one, and
+// presenting a spent one may revoke the whole authorization. Four failures
+// that clients of such servers meet are prevented:
+//
+//  1. A rotated refresh token that lives only in memory is lost on restart:
+//     a [Source] saves it to a [Store] before returning it.
+//  2. Two goroutines, processes or replicas refresh at once and the second
+//     spends a dead token: a Source collapses concurrent refreshes into one,
+//     and a store that implements [Locker] ([FileStore], redisstore) extends
+//     that across processes and hosts.
+//  3. A cancelled caller aborts a refresh after the server rotated the token:
+//     refreshes run detached from callers' contexts and are saved anyway.
+//  4. An access token revoked early fails every request until it expires: a
+//     [Transport] refreshes on a 401 and retries the request once.
+//
+// # Quick start
+//
+// Obtain the first token once (with [Config.Exchange], or the bearer
+// command's import), save it in a store, and let a Source keep it fresh:
+//
+//	cfg := bearer.Config{
+//		ClientID:     os.Getenv("OAUTH_CLIENT_ID"),
+//		ClientSecret: os.Getenv("OAUTH_CLIENT_SECRET"),
+//	}
+//	src := bearer.NewSource(cfg, bearer.NewFileStore("token.json"))
+//	defer src.Close()
+//	client := &http.Client{Transport: &bearer.Transport{Source: src}}
+//
+// The zero Config talks to OpenTicket ([DefaultTokenURL]) with JSON bodies.
+// For an RFC 6749 server set TokenURL and Encoding: [Form], and AuthStyle:
+// [AuthBasic] if it wants HTTP Basic client authentication. With
+// ClientCredentials set, the Source fetches machine-to-machine tokens with
+// the client_credentials grant and needs no stored token.
+//
+// # Stores
+//
+// [MemoryStore] is for tests and for a single process that can afford to lose
+// its token. [FileStore] writes one JSON file crash-safe (temporary file,
+// fsync, rename, fsync of the folder) with mode 0600, and locks a file beside
+// it so that processes on one host take turns. The module
+// github.com/tokenkit/bearer/redisstore shares one token between replicas on
+// many hosts with a fenced lease. Both accept a [Codec], such as [NewAESGCM],
+// to encrypt the token at rest.
+//
+// A store that implements [Locker] gives the Source a [Lease]: it re-reads the
+// store under the lock, adopts a token another process saved instead of
+// refreshing, records that a refresh token is about to be spent, and saves
+// the result with a compare-and-swap that never overwrites a token it did not
+// start from.
+//
+// # Timing
+//
+// A token is treated as expired [Config.Leeway] before its Expiry (by default
+// a tenth of its lifetime, at most 10 s). [Config.RefreshAhead] before Expiry
+// (by default a quarter of the lifetime, at most 5 minutes) Token starts one
+// background refresh and keeps returning the current token; only callers
+// holding no valid token wait. Time comes from [Config.Now], so tests can use
+// a fake clock.
+//
+// # Concurrency
+//
+// Source, Transport and the stores are safe for concurrent use. While a token
+// is fresh, [Source.Token] is one atomic load and a clock read: no lock, no
+// allocation. Concurrent refreshes collapse into one (golang.org/x/sync's
+// singleflight); waiting callers select on their own context, while the
+// refresh itself runs on a context detached from them with its own timeout
+// ([Config.RefreshTimeout]) and is saved before anyone receives the token.
+// Background work (the one refresh ahead, the retrying of a failed save) is
+// owned by the Source and ends with it: [Source.Close] waits for it.
+//
+// # Errors
+//
+// Branch with errors.Is and errors.As. [ErrReauthorize] means a person must
+// authorize the app again: the refresh token expired, was revoked or was
+// already used. [ErrNoToken] means the store holds nothing yet. Token endpoint
+// failures are a [*RetrieveError] with the status, the OAuth error code and
+// description, and an excerpt of the body with every secret removed.
+// [ErrInterrupted] names a refresh that an earlier process began and never
+// finished.
+//
+// Transport errors, 5xx and 429 answers (honouring Retry-After) are retried
+// a few times with jittered backoff ([Config.MaxRetries]); other 4xx answers
+// never are. A request whose outcome is unknown (sent, never answered) is
+// retried with the same refresh token on purpose: servers with a reuse grace
+// period answer the retry with the rotation they already made, so the token
+// is recovered; on strict servers the spent token is dead whether or not it
+// is sent again, and the retry only brings the invalid_grant sooner. No grant
+// is sent twice for any other reason.
+//
+// If saving a new token fails, the token is used anyway (the old refresh
+// token is already spent, so it is the only one that works), the failure is
+// reported through [Hooks.SaveFailed], the Logger and [Stats], and the save is
+// retried in the background until it succeeds, is superseded by a newer
+// token, or the Source is closed.
+//
+// # Secrets
+//
+// [Token] and [Config] print themselves redacted with every fmt verb and in
+// slog output, and no error holds an access token, refresh token or client
+// secret. A Token held by value in an unexported struct field is printed by
+// fmt without calling its methods; hold it by pointer or in an exported field.
+package bearer
