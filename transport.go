@@ -106,6 +106,10 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		closeRequestBody(req)
 		return nil, ErrNoSource
 	}
+	if req.URL == nil {
+		closeRequestBody(req)
+		return nil, errors.New("bearer: nil Request.URL")
+	}
 	if !t.mayAuthorize(req) {
 		if !hasAuthorization(req.Header) {
 			return t.base().RoundTrip(req)
@@ -125,7 +129,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	resp, err := t.base().RoundTrip(withHeader(req, req.Body, t.value(tok)))
-	if err != nil || resp.StatusCode != http.StatusUnauthorized {
+	if err != nil || resp == nil || resp.StatusCode != http.StatusUnauthorized {
 		return resp, err
 	}
 	return t.retry(ctx, req, resp, tok)

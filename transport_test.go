@@ -26,6 +26,7 @@ import (
 type rotatingSource struct {
 	tokenErr   error // returned by Token when set
 	refreshErr error // returned by Refresh when set
+	stuck      bool  // Refresh never rotates
 
 	tokens    atomic.Int64 // Token calls
 	refreshes atomic.Int64 // Refresh calls
@@ -57,7 +58,7 @@ func (s *rotatingSource) Refresh(ctx context.Context, rejected *Token) (*Token, 
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if rejected != s.cur {
+	if rejected != s.cur || s.stuck {
 		return s.cur, nil
 	}
 	s.gen++
@@ -156,6 +157,7 @@ func TestTransportRoundTrip(t *testing.T) {
 		token      *Token      // replaces tok-0 when set
 		tokenErr   error
 		refreshErr error
+		stuck      bool   // Refresh returns the rejected token
 		noRefresh  bool   // the source has no Refresh method
 		statuses   []int  // the server's answers in turn; the last repeats
 		wwwAuth    string // WWW-Authenticate on 401 answers
@@ -222,6 +224,13 @@ func TestTransportRoundTrip(t *testing.T) {
 		wantStatus: 401,
 		wantAuth:   []string{"Bearer tok-0"},
 	}, {
+		name:       "401 when Refresh keeps the rejected token",
+		url:        apiURL,
+		stuck:      true,
+		statuses:   []int{401, 200},
+		wantStatus: 401,
+		wantAuth:   []string{"Bearer tok-0"},
+	}, {
 		name:       "403 is not retried",
 		url:        apiURL,
 		statuses:   []int{403, 200},
@@ -283,7 +292,7 @@ func TestTransportRoundTrip(t *testing.T) {
 			if tt.token != nil {
 				src.cur = tt.token
 			}
-			src.tokenErr, src.refreshErr = tt.tokenErr, tt.refreshErr
+			src.tokenErr, src.refreshErr, src.stuck = tt.tokenErr, tt.refreshErr, tt.stuck
 			var ts TokenSource = src
 			if tt.noRefresh {
 				ts = tokenOnly{src}
@@ -356,6 +365,30 @@ func TestTransportRoundTrip(t *testing.T) {
 	}
 }
 
+func TestTransportInsecureHop(t *testing.T) {
+	// An allowed host still gets the token only over https.
+	base := baseFunc(func(r *http.Request) (*http.Response, error) {
+		t.Errorf("Base called for %s", r.URL)
+		return nil, errors.New("unexpected")
+	})
+	tr := &Transport{Source: newRotatingSource(), Base: base, AllowedHosts: []string{"cdn.test"}}
+	req := redirectChain(t, "https://api.test/a", "http://cdn.test/b")
+	if _, err := tr.RoundTrip(req); !errors.Is(err, ErrInsecure) {
+		t.Errorf("RoundTrip() error = %v, want %v", err, ErrInsecure)
+	}
+}
+
+func TestTransportNilURL(t *testing.T) {
+	body := newCountingBody("x")
+	req := &http.Request{Method: http.MethodPost, Body: body}
+	if _, err := (&Transport{Source: newRotatingSource()}).RoundTrip(req); err == nil {
+		t.Errorf("RoundTrip() with a nil URL: error = nil, want an error")
+	}
+	if got := body.closes.Load(); got != 1 {
+		t.Errorf("body closed %d times, want 1", got)
+	}
+}
+
 func TestTransportInsufficientScope(t *testing.T) {
 	tests := []struct {
 		header []string
@@ -382,9 +415,9 @@ func TestTransportInsufficientScope(t *testing.T) {
 	}
 }
 
-// chain returns a request for hop whose redirect chain starts at the first
+// redirectChain returns a request for hop whose redirect chain starts at the first
 // URL, linked as http.Client links it.
-func chain(t *testing.T, urls ...string) *http.Request {
+func redirectChain(t *testing.T, urls ...string) *http.Request {
 	t.Helper()
 	var prev *http.Request
 	for _, u := range urls {
@@ -428,7 +461,7 @@ func TestTransportOrigin(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			tr := &Transport{AllowedHosts: tt.allowed}
-			req := chain(t, tt.urls...)
+			req := redirectChain(t, tt.urls...)
 			if got := tr.mayAuthorize(req); got != tt.want {
 				t.Errorf("mayAuthorize(%v) = %v, want %v", tt.urls, got, tt.want)
 			}
@@ -438,7 +471,7 @@ func TestTransportOrigin(t *testing.T) {
 	t.Run("broken chain", func(t *testing.T) {
 		// A Base that returns responses without Request hides the
 		// origin: only allowed hosts get the token.
-		req := chain(t, "https://api.test/a", "https://api.test/b")
+		req := redirectChain(t, "https://api.test/a", "https://api.test/b")
 		req.Response.Request = nil
 		if (&Transport{}).mayAuthorize(req) {
 			t.Errorf("mayAuthorize() = true with a broken chain, want false")
@@ -631,15 +664,17 @@ func TestTransportBodyReplay(t *testing.T) {
 
 func TestTransportClosesBody(t *testing.T) {
 	errBase := errors.New("connection refused")
+	errReplay := errors.New("body gone")
 	tests := []struct {
-		name      string
-		url       string
-		src       func() TokenSource
-		status    int   // the first answer; later answers are 200
-		baseErr   error // returned by Base after it closed the body
-		replay    bool  // the request has GetBody
-		wantErr   error
-		wantTries int
+		name       string
+		url        string
+		src        func() TokenSource
+		status     int   // the first answer; later answers are 200
+		baseErr    error // returned by Base after it closed the body
+		replay     bool  // the request has GetBody
+		getBodyErr error // returned by GetBody
+		wantErr    error
+		wantTries  int
 	}{
 		{name: "success", url: "https://api.test/", src: func() TokenSource { return newRotatingSource() }, status: 200, replay: true, wantTries: 1},
 		{name: "retry", url: "https://api.test/", src: func() TokenSource { return newRotatingSource() }, status: 401, replay: true, wantTries: 2},
@@ -656,6 +691,7 @@ func TestTransportClosesBody(t *testing.T) {
 			return s
 		}, status: 401, replay: true, wantErr: ErrReauthorize, wantTries: 1},
 		{name: "insecure", url: "http://api.test/", src: func() TokenSource { return newRotatingSource() }, status: 200, replay: true, wantErr: ErrInsecure},
+		{name: "GetBody error", url: "https://api.test/", src: func() TokenSource { return newRotatingSource() }, status: 401, replay: true, getBodyErr: errReplay, wantErr: errReplay, wantTries: 1},
 		{name: "base error", url: "https://api.test/", src: func() TokenSource { return newRotatingSource() }, baseErr: errBase, replay: true, wantErr: errBase, wantTries: 1},
 	}
 	for _, tt := range tests {
@@ -677,6 +713,9 @@ func TestTransportClosesBody(t *testing.T) {
 			if !tt.replay {
 				req.GetBody = nil
 			}
+			if tt.getBodyErr != nil {
+				req.GetBody = func() (io.ReadCloser, error) { return nil, tt.getBodyErr }
+			}
 			resp, err := tr.RoundTrip(req)
 			if tt.wantErr != nil {
 				if !errors.Is(err, tt.wantErr) {
@@ -694,6 +733,9 @@ func TestTransportClosesBody(t *testing.T) {
 				t.Errorf("body closed %d times, want 1", got)
 			}
 			wantReplays := max(tt.wantTries-1, 0)
+			if tt.getBodyErr != nil {
+				wantReplays = 0 // GetBody was called but made no body
+			}
 			if len(*replays) != wantReplays {
 				t.Errorf("GetBody called %d times, want %d", len(*replays), wantReplays)
 			}
