@@ -20,6 +20,9 @@ import (
 	"go.uber.org/goleak"
 )
 
+// Source must keep the method Transport looks for after a 401.
+var _ refresher = (*Source)(nil)
+
 // rotatingSource is a TokenSource with Refresh that follows Source's rules:
 // Refresh(rejected) returns the current token when rejected is no longer
 // current, and otherwise rotates to "tok-<n+1>" once.
