@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -19,6 +20,9 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	// go-redis logs every failed dial; the tests that stop Redis cause
+	// many on purpose.
+	redis.SetLogger(quietLogger{})
 	goleak.VerifyTestMain(m,
 		// After a run of failed dials go-redis probes the address in the
 		// background, sleeping a second between tries; it returns at its
@@ -30,6 +34,10 @@ func TestMain(m *testing.M) {
 			os.Exit(code)
 		}))
 }
+
+type quietLogger struct{}
+
+func (quietLogger) Printf(context.Context, string, ...any) {}
 
 // server is a redis-server child process started by a test.
 type server struct {
@@ -142,7 +150,7 @@ func (s *server) stop() {
 	if s.cmd == nil || s.cmd.Process == nil {
 		return
 	}
-	_ = s.cmd.Process.Signal(os.Interrupt)
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
 	done := make(chan struct{})
 	go func() { _ = s.cmd.Wait(); close(done) }()
 	select {
