@@ -11,7 +11,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
+	"net/netip"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -115,13 +115,14 @@ func (c *Config) check() error {
 	return fmt.Errorf("bearer: Config.TokenURL scheme %q is not https", u.Scheme)
 }
 
-// isLoopback reports whether host (no port) is localhost or a loopback IP.
+// isLoopback reports whether host (no port) is localhost or a loopback
+// address: the hosts a token may reach over plain http.
 func isLoopback(host string) bool {
-	if strings.EqualFold(host, "localhost") || strings.HasSuffix(strings.ToLower(host), ".localhost") {
+	if strings.EqualFold(host, "localhost") {
 		return true
 	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Unmap().IsLoopback()
 }
 
 func (c *Config) maxRetries() int {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/netip"
 	"net/url"
 	"strings"
 	"sync/atomic"
@@ -259,7 +258,7 @@ func splitAllowedHost(s string) (host, port string, ok bool) {
 // checkSecure returns an error wrapping ErrInsecure if a token must not go
 // to u.
 func (t *Transport) checkSecure(u *url.URL) error {
-	if u.Scheme == "https" || t.AllowInsecureHTTP || isLoopbackHost(u.Hostname()) {
+	if u.Scheme == "https" || t.AllowInsecureHTTP || isLoopback(u.Hostname()) {
 		return nil
 	}
 	// The host is not a secret; the rest of the URL may hold some.
@@ -289,14 +288,6 @@ func originPort(u *url.URL) string {
 	return ""
 }
 
-// isLoopbackHost reports whether host is localhost or a loopback address.
-func isLoopbackHost(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip, err := netip.ParseAddr(host)
-	return err == nil && ip.Unmap().IsLoopback()
-}
 
 // canReplay reports whether req's body can be sent a second time.
 func canReplay(req *http.Request) bool {
