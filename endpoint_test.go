@@ -1,0 +1,855 @@
+package bearer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"maps"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/jarcoal/httpmock"
+	"github.com/tokenkit/bearer/bearertest"
+)
+
+// epURL is the token endpoint the httpmock tests talk to.
+const epURL = "https://auth.example.test/tokens"
+
+// epNow is the fake clock of the httpmock tests.
+var epNow = time.Date(2031, time.March, 4, 5, 6, 7, 0, time.UTC)
+
+// epTokenBody is a well-formed OpenTicket answer.
+const epTokenBody = `{"token_type":"Bearer","expires_in":259200,"access_token":"at-new","refresh_token":"rt-new","refresh_token_expires_in":31535999,"info":{"user":"u1"}}`
+
+// epConfig returns a Config whose token requests go to a fresh httpmock
+// transport answering epURL with r (if not nil), on the fake clock epNow,
+// with a millisecond retry backoff.
+func epConfig(r httpmock.Responder) (Config, *httpmock.MockTransport) {
+	mt := httpmock.NewMockTransport()
+	if r != nil {
+		mt.RegisterResponder(http.MethodPost, epURL, r)
+	}
+	return Config{
+		TokenURL:     epURL,
+		ClientID:     "client-1",
+		ClientSecret: "secret-1",
+		HTTPClient:   &http.Client{Transport: mt},
+		RetryBackoff: time.Millisecond,
+		Now:          func() time.Time { return epNow },
+	}, mt
+}
+
+// epJSON answers status with body labelled application/json.
+func epJSON(status int, body string) httpmock.Responder {
+	return httpmock.NewStringResponder(status, body).HeaderSet(http.Header{"Content-Type": {"application/json"}})
+}
+
+// epHTML answers status with body labelled text/html.
+func epHTML(status int, body string) httpmock.Responder {
+	return httpmock.NewStringResponder(status, body).HeaderSet(http.Header{"Content-Type": {"text/html; charset=utf-8"}})
+}
+
+// epSeq answers the i-th request with rs[i], and every later one with the
+// last of rs.
+func epSeq(rs ...httpmock.Responder) httpmock.Responder {
+	var n atomic.Int64
+	return func(req *http.Request) (*http.Response, error) {
+		i := min(int(n.Add(1))-1, len(rs)-1)
+		return rs[i](req)
+	}
+}
+
+// epRequest is what a responder saw of a token request.
+type epRequest struct {
+	method, url, contentType, accept string
+	body                             []byte
+	user, pass                       string
+	basic                            bool
+}
+
+// epCapture answers with next and records each request in *got.
+func epCapture(got *[]epRequest, next httpmock.Responder) httpmock.Responder {
+	return func(req *http.Request) (*http.Response, error) {
+		body, err := io.ReadAll(req.Body)
+		if err != nil {
+			return nil, err
+		}
+		r := epRequest{
+			method:      req.Method,
+			url:         req.URL.String(),
+			contentType: req.Header.Get("Content-Type"),
+			accept:      req.Header.Get("Accept"),
+			body:        body,
+		}
+		r.user, r.pass, r.basic = req.BasicAuth()
+		*got = append(*got, r)
+		return next(req)
+	}
+}
+
+// epFields decodes a request body as JSON or form into a flat map,
+// failing the test on a non-string JSON value.
+func epFields(t *testing.T, r epRequest) map[string]string {
+	t.Helper()
+	fields := map[string]string{}
+	switch r.contentType {
+	case "application/json":
+		var m map[string]any
+		if err := json.Unmarshal(r.body, &m); err != nil {
+			t.Fatalf("request body is not a JSON object: %v", err)
+		}
+		for k, v := range m {
+			s, ok := v.(string)
+			if !ok {
+				t.Fatalf("request field %q = %T, want string", k, v)
+			}
+			fields[k] = s
+		}
+	case "application/x-www-form-urlencoded":
+		vals, err := url.ParseQuery(string(r.body))
+		if err != nil {
+			t.Fatalf("request body is not form-encoded: %v", err)
+		}
+		for k, v := range vals {
+			if len(v) != 1 {
+				t.Fatalf("request field %q sent %d times, want once", k, len(v))
+			}
+			fields[k] = v[0]
+		}
+	default:
+		t.Fatalf("request Content-Type = %q, want application/json or application/x-www-form-urlencoded", r.contentType)
+	}
+	return fields
+}
+
+func TestRefreshRequest(t *testing.T) {
+	const id, secret = "client id:1/ä", "s&e/c r+t%=" // need escaping in Basic auth
+	tests := []struct {
+		name            string
+		encoding        Encoding
+		style           AuthStyle
+		wantContentType string
+		wantFields      map[string]string
+		wantBasic       bool
+	}{
+		{
+			name:            "json in body",
+			encoding:        JSON,
+			wantContentType: "application/json",
+			wantFields:      map[string]string{"grant_type": "refresh_token", "refresh_token": "rt-old", "client_id": id, "client_secret": secret},
+		},
+		{
+			name:            "form in body",
+			encoding:        Form,
+			wantContentType: "application/x-www-form-urlencoded",
+			wantFields:      map[string]string{"grant_type": "refresh_token", "refresh_token": "rt-old", "client_id": id, "client_secret": secret},
+		},
+		{
+			name:            "json basic",
+			encoding:        JSON,
+			style:           AuthBasic,
+			wantContentType: "application/json",
+			wantFields:      map[string]string{"grant_type": "refresh_token", "refresh_token": "rt-old"},
+			wantBasic:       true,
+		},
+		{
+			name:            "form basic",
+			encoding:        Form,
+			style:           AuthBasic,
+			wantContentType: "application/x-www-form-urlencoded",
+			wantFields:      map[string]string{"grant_type": "refresh_token", "refresh_token": "rt-old"},
+			wantBasic:       true,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got []epRequest
+			cfg, _ := epConfig(epCapture(&got, epJSON(200, epTokenBody)))
+			cfg.ClientID, cfg.ClientSecret = id, secret
+			cfg.Encoding, cfg.AuthStyle = tt.encoding, tt.style
+			if _, err := cfg.refreshGrant(t.Context(), "rt-old"); err != nil {
+				t.Fatalf("refreshGrant: %v", err)
+			}
+			if len(got) != 1 {
+				t.Fatalf("requests = %d, want 1", len(got))
+			}
+			r := got[0]
+			if r.method != http.MethodPost {
+				t.Errorf("method = %q, want POST", r.method)
+			}
+			if r.url != epURL {
+				t.Errorf("URL = %q, want %q", r.url, epURL)
+			}
+			if r.contentType != tt.wantContentType {
+				t.Errorf("Content-Type = %q, want %q", r.contentType, tt.wantContentType)
+			}
+			if r.accept != "application/json" {
+				t.Errorf("Accept = %q, want application/json", r.accept)
+			}
+			if fields := epFields(t, r); !maps.Equal(fields, tt.wantFields) {
+				t.Errorf("body fields = %v, want %v", fields, tt.wantFields)
+			}
+			if r.basic != tt.wantBasic {
+				t.Fatalf("Basic auth sent = %t, want %t", r.basic, tt.wantBasic)
+			}
+			if tt.wantBasic {
+				if r.user != url.QueryEscape(id) || r.pass != url.QueryEscape(secret) {
+					t.Errorf("Basic auth = %q:%q, want %q:%q", r.user, r.pass, url.QueryEscape(id), url.QueryEscape(secret))
+				}
+			}
+		})
+	}
+}
+
+func TestRefreshRequestNoClientSecret(t *testing.T) {
+	var got []epRequest
+	cfg, _ := epConfig(epCapture(&got, epJSON(200, epTokenBody)))
+	cfg.ClientSecret = ""
+	if _, err := cfg.refreshGrant(t.Context(), "rt-old"); err != nil {
+		t.Fatalf("refreshGrant: %v", err)
+	}
+	want := map[string]string{"grant_type": "refresh_token", "refresh_token": "rt-old", "client_id": "client-1"}
+	if fields := epFields(t, got[0]); !maps.Equal(fields, want) {
+		t.Errorf("body fields = %v, want %v", fields, want)
+	}
+}
+
+func TestExchangeRequest(t *testing.T) {
+	tests := []struct {
+		name     string
+		redirect string
+		verifier string
+		want     map[string]string
+	}{
+		{
+			name:     "pkce",
+			redirect: "https://app.example.test/cb",
+			verifier: "verifier-123",
+			want: map[string]string{"grant_type": "authorization_code", "code": "code-1", "redirect_uri": "https://app.example.test/cb",
+				"code_verifier": "verifier-123", "client_id": "client-1", "client_secret": "secret-1"},
+		},
+		{
+			name: "no redirect, no pkce",
+			want: map[string]string{"grant_type": "authorization_code", "code": "code-1", "client_id": "client-1", "client_secret": "secret-1"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got []epRequest
+			cfg, _ := epConfig(epCapture(&got, epJSON(200, epTokenBody)))
+			tok, err := cfg.Exchange(t.Context(), "code-1", tt.redirect, tt.verifier)
+			if err != nil {
+				t.Fatalf("Exchange: %v", err)
+			}
+			if tok.AccessToken != "at-new" {
+				t.Errorf("AccessToken = %q, want %q", tok.AccessToken, "at-new")
+			}
+			if len(got) != 1 {
+				t.Fatalf("requests = %d, want 1", len(got))
+			}
+			if got[0].method != http.MethodPost || got[0].contentType != "application/json" {
+				t.Errorf("request = %s with %q, want POST with application/json", got[0].method, got[0].contentType)
+			}
+			if fields := epFields(t, got[0]); !maps.Equal(fields, tt.want) {
+				t.Errorf("body fields = %v, want %v", fields, tt.want)
+			}
+		})
+	}
+}
+
+func TestExchangeEmptyCode(t *testing.T) {
+	cfg, mt := epConfig(epJSON(200, epTokenBody))
+	if _, err := cfg.Exchange(t.Context(), "", "", ""); err == nil {
+		t.Errorf("Exchange(\"\") = nil error, want one")
+	}
+	if n := mt.GetTotalCallCount(); n != 0 {
+		t.Errorf("requests = %d, want 0", n)
+	}
+}
+
+func TestExchangeBearertest(t *testing.T) {
+	const redirect = "https://app.example.test/callback"
+	tests := []struct {
+		name     string
+		encoding Encoding
+		style    AuthStyle
+		form     bool // server answers form-encoded
+	}{
+		{name: "json"},
+		{name: "form", encoding: Form},
+		{name: "basic", style: AuthBasic},
+		{name: "form answers", form: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := bearertest.NewServer(bearertest.Config{FormResponses: tt.form})
+			defer srv.Close()
+			cfg := Config{
+				TokenURL:     srv.TokenURL(),
+				ClientID:     bearertest.DefaultClientID,
+				ClientSecret: bearertest.DefaultClientSecret,
+				HTTPClient:   srv.Client(),
+				Encoding:     tt.encoding,
+				AuthStyle:    tt.style,
+			}
+			verifier := GenerateVerifier()
+			code := srv.AuthorizeCode(redirect, S256Challenge(verifier))
+			tok, err := cfg.Exchange(t.Context(), code, redirect, verifier)
+			if err != nil {
+				t.Fatalf("Exchange: %v", err)
+			}
+			if n := srv.Stats().Exchanges; n != 1 {
+				t.Errorf("server Exchanges = %d, want 1", n)
+			}
+			if !srv.Alive(tok.RefreshToken) {
+				t.Errorf("refresh token from Exchange is not alive on the server")
+			}
+			if tok.Expiry.IsZero() || tok.RefreshExpiry.IsZero() {
+				t.Errorf("Expiry = %v, RefreshExpiry = %v, want both set", tok.Expiry, tok.RefreshExpiry)
+			}
+			req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, srv.APIURL()+"me", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header.Set("Authorization", tok.Type()+" "+tok.AccessToken)
+			resp, err := srv.Client().Do(req)
+			if err != nil {
+				t.Fatalf("API request: %v", err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				t.Errorf("API status with the exchanged token = %d, want 200", resp.StatusCode)
+			}
+			// The token's refresh token works for the refresh grant too.
+			next, err := cfg.refreshGrant(t.Context(), tok.RefreshToken)
+			if err != nil {
+				t.Fatalf("refreshGrant after Exchange: %v", err)
+			}
+			if next.RefreshToken == tok.RefreshToken {
+				t.Errorf("refresh returned the same refresh token, want a rotated one")
+			}
+		})
+	}
+}
+
+func TestExchangeBearertestRejected(t *testing.T) {
+	const redirect = "https://app.example.test/callback"
+	tests := []struct {
+		name     string
+		redirect string
+		verifier func(v string) string
+	}{
+		{name: "wrong verifier", redirect: redirect, verifier: func(string) string { return GenerateVerifier() }},
+		{name: "missing verifier", redirect: redirect, verifier: func(string) string { return "" }},
+		{name: "wrong redirect", redirect: "https://evil.example.test/cb", verifier: func(v string) string { return v }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := bearertest.NewServer(bearertest.Config{})
+			defer srv.Close()
+			cfg := Config{
+				TokenURL:     srv.TokenURL(),
+				ClientID:     bearertest.DefaultClientID,
+				ClientSecret: bearertest.DefaultClientSecret,
+				HTTPClient:   srv.Client(),
+			}
+			verifier := GenerateVerifier()
+			code := srv.AuthorizeCode(redirect, S256Challenge(verifier))
+			tok, err := cfg.Exchange(t.Context(), code, tt.redirect, tt.verifier(verifier))
+			if err == nil {
+				t.Fatalf("Exchange = %v, want an error", tok)
+			}
+			var re *RetrieveError
+			if !errors.As(err, &re) {
+				t.Fatalf("Exchange error = %v, want a *RetrieveError", err)
+			}
+			if re.StatusCode != http.StatusBadRequest || re.Attempts != 1 {
+				t.Errorf("StatusCode, Attempts = %d, %d, want 400, 1", re.StatusCode, re.Attempts)
+			}
+		})
+	}
+}
+
+func TestPKCE(t *testing.T) {
+	// RFC 7636 appendix B.
+	const verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"
+	const challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+	if got := S256Challenge(verifier); got != challenge {
+		t.Errorf("S256Challenge(%q) = %q, want %q", verifier, got, challenge)
+	}
+	a, b := GenerateVerifier(), GenerateVerifier()
+	if a == b {
+		t.Errorf("GenerateVerifier returned %q twice", a)
+	}
+	if len(a) != 43 {
+		t.Errorf("len(GenerateVerifier()) = %d, want 43", len(a))
+	}
+}
+
+func TestDefaultTokenURL(t *testing.T) {
+	cfg, mt := epConfig(nil)
+	cfg.TokenURL = ""
+	mt.RegisterResponder(http.MethodPost, DefaultTokenURL, epJSON(200, epTokenBody))
+	if _, err := cfg.refreshGrant(t.Context(), "rt-old"); err != nil {
+		t.Fatalf("refreshGrant: %v", err)
+	}
+	key := "POST " + DefaultTokenURL
+	if got := mt.GetCallCountInfo()[key]; got != 1 {
+		t.Errorf("calls to %s = %d, want 1", key, got)
+	}
+}
+
+func TestRedirectNotFollowed(t *testing.T) {
+	const elsewhere = "https://elsewhere.example.test/tokens"
+	for _, status := range []int{301, 302, 303, 307, 308} {
+		t.Run(http.StatusText(status), func(t *testing.T) {
+			cfg, mt := epConfig(httpmock.NewStringResponder(status, "").HeaderSet(http.Header{"Location": {elsewhere}}))
+			mt.RegisterResponder(http.MethodPost, elsewhere, epJSON(200, epTokenBody))
+			mt.RegisterResponder(http.MethodGet, elsewhere, epJSON(200, epTokenBody))
+			_, err := cfg.refreshGrant(t.Context(), "rt-old")
+			var re *RetrieveError
+			if !errors.As(err, &re) {
+				t.Fatalf("refreshGrant error = %v, want a *RetrieveError", err)
+			}
+			if re.StatusCode != status {
+				t.Errorf("StatusCode = %d, want %d", re.StatusCode, status)
+			}
+			info := mt.GetCallCountInfo()
+			if n := info["POST "+elsewhere] + info["GET "+elsewhere]; n != 0 {
+				t.Errorf("requests to the redirect target = %d, want 0", n)
+			}
+		})
+	}
+}
+
+func TestRedirectNotFollowedUserCheckRedirect(t *testing.T) {
+	// A user client that would follow redirects must not make the grant
+	// follow them, and must be left as it was.
+	const elsewhere = "https://elsewhere.example.test/tokens"
+	cfg, mt := epConfig(httpmock.NewStringResponder(307, "").HeaderSet(http.Header{"Location": {elsewhere}}))
+	mt.RegisterResponder(http.MethodPost, elsewhere, epJSON(200, epTokenBody))
+	follow := func(*http.Request, []*http.Request) error { return nil }
+	cfg.HTTPClient.CheckRedirect = follow
+	if _, err := cfg.refreshGrant(t.Context(), "rt-old"); err == nil {
+		t.Errorf("refreshGrant after a 307 = nil error, want one")
+	}
+	if n := mt.GetCallCountInfo()["POST "+elsewhere]; n != 0 {
+		t.Errorf("requests to the redirect target = %d, want 0", n)
+	}
+	if cfg.HTTPClient.CheckRedirect == nil {
+		t.Errorf("user's HTTPClient.CheckRedirect was cleared")
+	}
+}
+
+func TestErrorAnswer(t *testing.T) {
+	tests := []struct {
+		name       string
+		status     int
+		body       string
+		wantCode   string
+		wantDesc   string
+		wantReauth bool
+	}{
+		{
+			name:       "invalid_grant",
+			status:     400,
+			body:       `{"error":"invalid_grant","error_description":"The refresh token was already used"}`,
+			wantCode:   "invalid_grant",
+			wantDesc:   "The refresh token was already used",
+			wantReauth: true,
+		},
+		{
+			name:     "invalid_request",
+			status:   400,
+			body:     `{"error":"invalid_request","error_description":"missing grant_type"}`,
+			wantCode: "invalid_request",
+			wantDesc: "missing grant_type",
+		},
+		{
+			name:     "invalid_client",
+			status:   401,
+			body:     `{"error":"invalid_client"}`,
+			wantCode: "invalid_client",
+		},
+		{
+			name:       "invalid_grant on 200",
+			status:     200,
+			body:       `{"error":"invalid_grant"}`,
+			wantCode:   "invalid_grant",
+			wantReauth: true,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, mt := epConfig(epJSON(tt.status, tt.body))
+			_, err := cfg.refreshGrant(t.Context(), "rt-old")
+			var re *RetrieveError
+			if !errors.As(err, &re) {
+				t.Fatalf("refreshGrant error = %v, want a *RetrieveError", err)
+			}
+			if re.StatusCode != tt.status {
+				t.Errorf("StatusCode = %d, want %d", re.StatusCode, tt.status)
+			}
+			if re.ErrorCode != tt.wantCode {
+				t.Errorf("ErrorCode = %q, want %q", re.ErrorCode, tt.wantCode)
+			}
+			if re.ErrorDescription != tt.wantDesc {
+				t.Errorf("ErrorDescription = %q, want %q", re.ErrorDescription, tt.wantDesc)
+			}
+			if got := errors.Is(err, ErrReauthorize); got != tt.wantReauth {
+				t.Errorf("errors.Is(err, ErrReauthorize) = %t, want %t", got, tt.wantReauth)
+			}
+			if n := mt.GetTotalCallCount(); n != 1 {
+				t.Errorf("requests = %d, want 1 (never retried)", n)
+			}
+		})
+	}
+}
+
+func TestErrorAnswerRedactsEcho(t *testing.T) {
+	const rt, secret = "RT-ECHO-3c1d", "CS-ECHO-77aa"
+	tests := []struct {
+		name   string
+		status int
+		r      httpmock.Responder
+	}{
+		{"invalid_grant description", 400, epJSON(400, `{"error":"invalid_grant","error_description":"token `+rt+` for client secret `+secret+` is spent"}`)},
+		{"error code", 400, epJSON(400, `{"error":"bad_`+rt+`","error_uri":"https://x.test/?s=`+secret+`"}`)},
+		{"html page", 400, epHTML(400, `<html><body>Bad request: refresh_token=`+rt+`&client_secret=`+secret+`</body></html>`)},
+		{"not json", 400, epJSON(400, `refresh_token=`+rt+` client_secret=`+secret)},
+		{"html 5xx", 503, epHTML(503, `<pre>{"refresh_token":"`+rt+`","client_secret":"`+secret+`"}</pre>`)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, _ := epConfig(tt.r)
+			cfg.ClientSecret = secret
+			cfg.MaxRetries = -1
+			_, err := cfg.refreshGrant(t.Context(), rt)
+			var re *RetrieveError
+			if !errors.As(err, &re) {
+				t.Fatalf("refreshGrant error = %v, want a *RetrieveError", err)
+			}
+			if re.StatusCode != tt.status {
+				t.Errorf("StatusCode = %d, want %d", re.StatusCode, tt.status)
+			}
+			for _, s := range []string{rt, secret} {
+				for what, text := range map[string]string{
+					"err.Error()":      err.Error(),
+					"Body":             re.Body,
+					"ErrorCode":        re.ErrorCode,
+					"ErrorDescription": re.ErrorDescription,
+					"ErrorURI":         re.ErrorURI,
+				} {
+					if containsFold(text, s) {
+						t.Errorf("%s = %q, holds the secret %q", what, text, s)
+					}
+				}
+			}
+		})
+	}
+}
+
+func TestRetries(t *testing.T) {
+	ok := epJSON(200, epTokenBody)
+	html500 := epHTML(500, "<html><body><h1>500 Internal Server Error</h1></body></html>")
+	html502 := epHTML(502, "<html><body><h1>502 Bad Gateway</h1>nginx</body></html>")
+	reset := httpmock.NewErrorResponder(errors.New("connection reset by peer"))
+	tests := []struct {
+		name         string
+		maxRetries   int
+		r            httpmock.Responder
+		wantCalls    int
+		wantErr      bool
+		wantStatus   int
+		wantAttempts int
+	}{
+		{name: "500 then 502 then ok", r: epSeq(html500, html502, ok), wantCalls: 3},
+		{name: "transport error then ok", r: epSeq(reset, ok), wantCalls: 2},
+		{name: "429 then ok", r: epSeq(epJSON(429, `{"error":"slow_down"}`), ok), wantCalls: 2},
+		{name: "400 invalid_request", r: epSeq(epJSON(400, `{"error":"invalid_request"}`), ok), wantCalls: 1, wantErr: true, wantStatus: 400, wantAttempts: 1},
+		{name: "401 invalid_client", r: epSeq(epJSON(401, `{"error":"invalid_client"}`), ok), wantCalls: 1, wantErr: true, wantStatus: 401, wantAttempts: 1},
+		{name: "400 html", r: epSeq(epHTML(400, "<h1>bad</h1>"), ok), wantCalls: 1, wantErr: true, wantStatus: 400, wantAttempts: 1},
+		{name: "malformed 200", r: epSeq(epJSON(200, `{"access_token":`), ok), wantCalls: 1, wantErr: true, wantStatus: 200, wantAttempts: 1},
+		{name: "default bound", r: html500, wantCalls: 4, wantErr: true, wantStatus: 500, wantAttempts: 4},
+		{name: "MaxRetries 2", maxRetries: 2, r: html500, wantCalls: 3, wantErr: true, wantStatus: 500, wantAttempts: 3},
+		{name: "MaxRetries 2 transport", maxRetries: 2, r: reset, wantCalls: 3, wantErr: true, wantAttempts: 3},
+		{name: "MaxRetries -1", maxRetries: -1, r: html500, wantCalls: 1, wantErr: true, wantStatus: 500, wantAttempts: 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, mt := epConfig(tt.r)
+			cfg.MaxRetries = tt.maxRetries
+			tok, err := cfg.refreshGrant(t.Context(), "rt-old")
+			if n := mt.GetTotalCallCount(); n != tt.wantCalls {
+				t.Errorf("requests = %d, want %d", n, tt.wantCalls)
+			}
+			if !tt.wantErr {
+				if err != nil {
+					t.Fatalf("refreshGrant: %v", err)
+				}
+				if tok.AccessToken != "at-new" {
+					t.Errorf("AccessToken = %q, want %q", tok.AccessToken, "at-new")
+				}
+				return
+			}
+			var re *RetrieveError
+			if !errors.As(err, &re) {
+				t.Fatalf("refreshGrant error = %v, want a *RetrieveError", err)
+			}
+			if re.StatusCode != tt.wantStatus {
+				t.Errorf("StatusCode = %d, want %d", re.StatusCode, tt.wantStatus)
+			}
+			if re.Attempts != tt.wantAttempts {
+				t.Errorf("Attempts = %d, want %d", re.Attempts, tt.wantAttempts)
+			}
+		})
+	}
+}
+
+func TestRetryAfter(t *testing.T) {
+	tests := []struct {
+		name    string
+		header  func(now time.Time) string
+		minWait time.Duration
+	}{
+		{name: "seconds", header: func(time.Time) string { return "7" }, minWait: 7 * time.Second},
+		// An HTTP date has whole seconds: the wait may be up to one shorter.
+		{name: "http date", header: func(now time.Time) string { return now.Add(12 * time.Second).UTC().Format(http.TimeFormat) }, minWait: 11 * time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				var times []time.Time
+				mt := httpmock.NewMockTransport()
+				tooMany := func(req *http.Request) (*http.Response, error) {
+					times = append(times, time.Now())
+					resp := httpmock.NewStringResponse(429, `{"error":"slow_down"}`)
+					resp.Header.Set("Content-Type", "application/json")
+					resp.Header.Set("Retry-After", tt.header(time.Now()))
+					return resp, nil
+				}
+				ok := func(req *http.Request) (*http.Response, error) {
+					times = append(times, time.Now())
+					return epJSON(200, epTokenBody)(req)
+				}
+				mt.RegisterResponder(http.MethodPost, epURL, epSeq(tooMany, ok))
+				cfg := Config{
+					TokenURL:     epURL,
+					HTTPClient:   &http.Client{Transport: mt},
+					RetryBackoff: time.Millisecond,
+				}
+				if _, err := cfg.refreshGrant(t.Context(), "rt-old"); err != nil {
+					t.Fatalf("refreshGrant: %v", err)
+				}
+				if len(times) != 2 {
+					t.Fatalf("requests = %d, want 2", len(times))
+				}
+				if waited := times[1].Sub(times[0]); waited < tt.minWait {
+					t.Errorf("wait before the retry = %v, want at least %v", waited, tt.minWait)
+				}
+			})
+		})
+	}
+}
+
+func TestRetryStopsWithContext(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		mt := httpmock.NewMockTransport()
+		tooMany := httpmock.NewStringResponder(429, "").HeaderSet(http.Header{"Retry-After": {"60"}})
+		mt.RegisterResponder(http.MethodPost, epURL, tooMany)
+		cfg := Config{TokenURL: epURL, HTTPClient: &http.Client{Transport: mt}}
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+		defer cancel()
+		start := time.Now()
+		_, err := cfg.refreshGrant(ctx, "rt-old")
+		var re *RetrieveError
+		if !errors.As(err, &re) || re.StatusCode != 429 {
+			t.Fatalf("refreshGrant error = %v, want a *RetrieveError with status 429", err)
+		}
+		if n := mt.GetTotalCallCount(); n != 1 {
+			t.Errorf("requests = %d, want 1 (a 60 s wait outlasts the 5 s deadline)", n)
+		}
+		if d := time.Since(start); d > 5*time.Second {
+			t.Errorf("refreshGrant took %v, want no more than the 5 s deadline", d)
+		}
+	})
+}
+
+func TestInsecureTokenURL(t *testing.T) {
+	tests := []struct {
+		name         string
+		url          string
+		allow        bool
+		wantInsecure bool
+		wantOtherErr bool
+	}{
+		{name: "https", url: "https://auth.example.test/tokens"},
+		{name: "http remote", url: "http://auth.example.test/tokens", wantInsecure: true},
+		{name: "http remote ip", url: "http://192.0.2.10/tokens", wantInsecure: true},
+		{name: "http loopback lookalike", url: "http://127.0.0.1.example.test/tokens", wantInsecure: true},
+		{name: "http localhost lookalike", url: "http://localhost.example.test/tokens", wantInsecure: true},
+		{name: "http 127.0.0.1", url: "http://127.0.0.1:8080/tokens"},
+		{name: "http 127.1.2.3", url: "http://127.1.2.3/tokens"},
+		{name: "http ::1", url: "http://[::1]:8080/tokens"},
+		{name: "http localhost", url: "http://localhost:8080/tokens"},
+		{name: "http remote allowed", url: "http://auth.example.test/tokens", allow: true},
+		{name: "ftp", url: "ftp://auth.example.test/tokens", wantOtherErr: true},
+		{name: "relative", url: "/tokens", wantOtherErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, mt := epConfig(nil)
+			mt.RegisterNoResponder(epJSON(200, epTokenBody))
+			cfg.TokenURL = tt.url
+			cfg.AllowInsecureHTTP = tt.allow
+			_, err := cfg.refreshGrant(t.Context(), "rt-old")
+			if got := errors.Is(err, ErrInsecure); got != tt.wantInsecure {
+				t.Errorf("errors.Is(%v, ErrInsecure) = %t, want %t", err, got, tt.wantInsecure)
+			}
+			wantErr := tt.wantInsecure || tt.wantOtherErr
+			if (err != nil) != wantErr {
+				t.Errorf("refreshGrant error = %v, want error %t", err, wantErr)
+			}
+			wantCalls := 1
+			if wantErr {
+				wantCalls = 0
+			}
+			if n := mt.GetTotalCallCount(); n != wantCalls {
+				t.Errorf("requests = %d, want %d", n, wantCalls)
+			}
+		})
+	}
+}
+
+func TestInsecureTokenURLSource(t *testing.T) {
+	cfg, mt := epConfig(nil)
+	mt.RegisterNoResponder(epJSON(200, epTokenBody))
+	cfg.TokenURL = "http://auth.example.test/tokens"
+	src := NewSource(cfg, NewMemoryStore(&Token{AccessToken: "at-old", RefreshToken: "rt-old", Expiry: epNow.Add(-time.Hour)}))
+	defer src.Close()
+	_, err := src.Token(t.Context())
+	if !errors.Is(err, ErrInsecure) {
+		t.Errorf("Token error = %v, want ErrInsecure", err)
+	}
+	if n := mt.GetTotalCallCount(); n != 0 {
+		t.Errorf("requests = %d, want 0", n)
+	}
+}
+
+func TestRefreshExpiredNoRequest(t *testing.T) {
+	tests := []struct {
+		name string
+		tok  Token
+	}{
+		{"refresh token expired", Token{AccessToken: "at-old", RefreshToken: "rt-old", Expiry: epNow.Add(-time.Hour), RefreshExpiry: epNow.Add(-time.Minute)}},
+		{"refresh token expires now", Token{AccessToken: "at-old", RefreshToken: "rt-old", Expiry: epNow.Add(-time.Hour), RefreshExpiry: epNow}},
+		{"no refresh token", Token{AccessToken: "at-old", Expiry: epNow.Add(-time.Hour)}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, mt := epConfig(epJSON(200, epTokenBody))
+			src := NewSource(cfg, NewMemoryStore(&tt.tok))
+			defer src.Close()
+			tok, err := src.Token(t.Context())
+			if !errors.Is(err, ErrReauthorize) {
+				t.Errorf("Token() = %v, %v; want ErrReauthorize", tok, err)
+			}
+			if n := mt.GetTotalCallCount(); n != 0 {
+				t.Errorf("requests = %d, want 0", n)
+			}
+		})
+	}
+}
+
+func TestSourceInvalidGrant(t *testing.T) {
+	cfg, mt := epConfig(epJSON(400, `{"error":"invalid_grant","error_description":"spent"}`))
+	var hooked []error
+	cfg.Hooks.Reauthorize = func(_ context.Context, err error) { hooked = append(hooked, err) }
+	src := NewSource(cfg, NewMemoryStore(&Token{AccessToken: "at-old", RefreshToken: "rt-old", Expiry: epNow.Add(-time.Hour)}))
+	defer src.Close()
+	_, err := src.Token(t.Context())
+	if !errors.Is(err, ErrReauthorize) {
+		t.Errorf("Token error = %v, want ErrReauthorize", err)
+	}
+	var re *RetrieveError
+	if !errors.As(err, &re) || re.ErrorCode != "invalid_grant" {
+		t.Errorf("Token error = %v, want a *RetrieveError with invalid_grant", err)
+	}
+	if n := mt.GetTotalCallCount(); n != 1 {
+		t.Errorf("requests = %d, want 1", n)
+	}
+	if len(hooked) != 1 || !errors.Is(hooked[0], ErrReauthorize) {
+		t.Errorf("Reauthorize hook got %v, want one ErrReauthorize", hooked)
+	}
+}
+
+func TestRetrieveErrorIs(t *testing.T) {
+	tests := []struct {
+		name string
+		err  *RetrieveError
+		want bool
+	}{
+		{"invalid_grant", &RetrieveError{StatusCode: 400, ErrorCode: "invalid_grant"}, true},
+		{"invalid_client", &RetrieveError{StatusCode: 401, ErrorCode: "invalid_client"}, false},
+		{"500", &RetrieveError{StatusCode: 500}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := errors.Is(tt.err, ErrReauthorize); got != tt.want {
+				t.Errorf("errors.Is(%v, ErrReauthorize) = %t, want %t", tt.err, got, tt.want)
+			}
+			if errors.Is(tt.err, ErrNoToken) {
+				t.Errorf("errors.Is(%v, ErrNoToken) = true, want false", tt.err)
+			}
+		})
+	}
+}
+
+func TestRetrieveErrorUnwrap(t *testing.T) {
+	cause := errors.New("dial failed")
+	cfg, _ := epConfig(httpmock.NewErrorResponder(cause))
+	cfg.MaxRetries = -1
+	_, err := cfg.refreshGrant(t.Context(), "rt-old")
+	if !errors.Is(err, cause) {
+		t.Errorf("refreshGrant error = %v, want it to wrap %v", err, cause)
+	}
+	var re *RetrieveError
+	if !errors.As(err, &re) || re.StatusCode != 0 {
+		t.Errorf("refreshGrant error = %#v, want a *RetrieveError with StatusCode 0", err)
+	}
+}
+
+func TestRetryAfterParse(t *testing.T) {
+	now := epNow
+	tests := []struct {
+		name string
+		v    string
+		want time.Duration
+	}{
+		{"empty", "", 0},
+		{"seconds", "120", 120 * time.Second},
+		{"negative", "-5", 0},
+		{"capped", "999999", time.Hour},
+		{"date", now.Add(30 * time.Second).Format(http.TimeFormat), 30 * time.Second},
+		{"past date", now.Add(-30 * time.Second).Format(http.TimeFormat), 0},
+		{"garbage", "soon", 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := retryAfter(tt.v, now); got != tt.want {
+				t.Errorf("retryAfter(%q) = %v, want %v", tt.v, got, tt.want)
+			}
+		})
+	}
+}
+
+// containsFold reports whether s contains sub, ignoring case.
+func containsFold(s, sub string) bool {
+	return strings.Contains(strings.ToLower(s), strings.ToLower(sub))
+}
