@@ -277,3 +277,27 @@ func headerSafe(s string) bool {
 	}
 	return true
 }
+
+// ParseTokenResponse parses a token endpoint's successful answer, as the
+// authorization_code grant returns it, with Expiry and RefreshExpiry
+// computed from now. The body is JSON unless contentType says
+// application/x-www-form-urlencoded. It applies the checks a refresh
+// applies, and its errors quote nothing of body. Use it to store a token
+// obtained elsewhere.
+func ParseTokenResponse(body []byte, contentType string, now time.Time) (*Token, error) {
+	if len(body) > maxBody {
+		return nil, fmt.Errorf("bearer: token response: larger than %d bytes", maxBody)
+	}
+	w, err := decodeToken(body, contentType)
+	if err != nil {
+		return nil, fmt.Errorf("bearer: token response: %w", err)
+	}
+	if w.Error != "" {
+		return nil, &RetrieveError{ErrorCode: clean(w.Error, nil, 64), ErrorDescription: clean(w.ErrorDescription, nil, 200)}
+	}
+	t, err := w.token(now)
+	if err != nil {
+		return nil, fmt.Errorf("bearer: token response: %w", err)
+	}
+	return t, nil
+}
