@@ -21,40 +21,18 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// fakeClock is a clock tests move by hand.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newFakeClock() *fakeClock {
-	return &fakeClock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 // fixture is a strict bearertest server, a fake clock shared by both
 // sides, and the first authorization.
 type fixture struct {
 	t     *testing.T
-	clock *fakeClock
+	clock *bearertest.Clock
 	srv   *bearertest.Server
 	grant bearertest.Grant
 }
 
 func newFixture(t *testing.T, cfg bearertest.Config) *fixture {
 	t.Helper()
-	f := &fixture{t: t, clock: newFakeClock()}
+	f := &fixture{t: t, clock: bearertest.NewClock(time.Time{})}
 	cfg.Now = f.clock.Now
 	if cfg.AccessLifetime == 0 {
 		cfg.AccessLifetime = 100 * time.Second
