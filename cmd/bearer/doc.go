@@ -1,0 +1,88 @@
+// Command bearer keeps an OAuth 2.0 token pair for a script or a person:
+// it stores the token response of an authorization, prints a valid access
+// token on demand (refreshing and saving the rotated refresh token as
+// needed), sends authenticated requests, and demonstrates the bearer
+// package against an in-process OpenTicket server.
+//
+// Install it with
+//
+//	go install github.com/tokenkit/bearer/cmd/bearer@latest
+//
+// or try it without installing:
+//
+//	go run ./cmd/bearer demo
+//
+// # Usage
+//
+//	bearer demo      [-duration 10s] [-workers 8] [-access-lifetime 2s] [-latency 0]
+//	bearer token     [--store FILE] [client flags]
+//	bearer status    [--store FILE]
+//	bearer import    [--store FILE] < response.json
+//	bearer exchange  --code C --redirect-uri U [--verifier V] [--store FILE] [client flags]
+//	bearer request   [-X METHOD] [-H 'K: V']... [-d BODY] [--store FILE] [client flags] URL
+//
+// demo runs concurrent workers through a [bearer.Transport] for a while,
+// across several rotations and one revoked access token, and checks that no
+// request failed, no refresh token was spent twice and the chain of refresh
+// tokens is still alive.
+//
+// token prints the access token and a newline, nothing else, for
+// scripts:
+//
+//	curl -H "Authorization: Bearer $(bearer token)" https://api.example.com/
+//
+// status describes what the store holds (type, expiries, whether info is
+// present) without printing a secret. import reads the JSON answer of an
+// authorization_code grant (token_type, expires_in, access_token,
+// refresh_token, refresh_token_expires_in, info) from standard input and
+// stores it. exchange performs that grant itself with an authorization code
+// and stores the result. request sends one authenticated request and copies
+// the response body to standard output.
+//
+// Every subcommand explains its flags with -h.
+//
+// # Store
+//
+// The token lives in one JSON file with mode 0600, written crash-safe by
+// [bearer.FileStore], so the rotated refresh token survives a crash and
+// processes sharing the file take turns to refresh. --store names it; the
+// default is $XDG_CONFIG_HOME/bearer/token.json, or
+// $HOME/.config/bearer/token.json when XDG_CONFIG_HOME is unset (on Windows,
+// %AppData%\bearer\token.json). import and exchange create its folder.
+// The file holds the refresh token in clear: keep it private.
+//
+// # Client flags
+//
+// token, exchange and request talk to the token endpoint:
+//
+//	--token-url URL        the token endpoint (default OpenTicket's, bearer.DefaultTokenURL)
+//	--client-id ID         the client ID (default $OAUTH_CLIENT_ID)
+//	--client-secret SECRET the client secret (default $OAUTH_CLIENT_SECRET)
+//	--form                 send form-encoded token requests instead of JSON
+//	--basic                send the client credentials with HTTP Basic auth
+//	-v                     log refreshes to standard error (never a secret)
+//
+// Prefer the environment for the secret: command lines are visible to other
+// users of the machine.
+//
+// # Exit status
+//
+//	0  success
+//	1  failure: the request failed or was answered with a non-2xx status,
+//	   the demo found a broken invariant, the store could not be read or
+//	   written, or another error
+//	2  usage error: unknown subcommand, bad flag or argument, or a
+//	   configuration the library refuses (such as a token sent over plain
+//	   http to a host that is not loopback)
+//	3  reauthorization needed: no token is stored, or the refresh token
+//	   expired, was revoked or was already used (or, for exchange, the
+//	   authorization code was rejected); run bearer exchange or bearer
+//	   import with a new authorization
+//	4  temporarily unavailable: the token endpoint could not be reached,
+//	   timed out, or answered 5xx or 429; trying again later may succeed,
+//	   and the stored token is unchanged
+//
+// Errors go to standard error as a plain explanation. Nothing bearer prints
+// holds the refresh token or the client secret, and only token prints the
+// access token.
+package main
