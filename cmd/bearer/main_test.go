@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -24,24 +23,6 @@ const (
 	accessLife       = time.Hour
 )
 
-// fakeClock is a clock that moves only when told to.
-type fakeClock struct {
-	mu sync.Mutex // guards t
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 type result struct {
 	code           int
 	stdout, stderr string
@@ -51,7 +32,7 @@ type result struct {
 // command line uses.
 type fixture struct {
 	srv   *bearertest.Server
-	clock *fakeClock
+	clock *bearertest.Clock
 	dir   string
 	store string
 	env   map[string]string
@@ -59,7 +40,7 @@ type fixture struct {
 
 func newFixture(t *testing.T, cfg bearertest.Config) *fixture {
 	t.Helper()
-	f := &fixture{clock: &fakeClock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}}
+	f := &fixture{clock: bearertest.NewClock(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))}
 	cfg.Now = f.clock.Now
 	cfg.ClientID, cfg.ClientSecret = testClientID, testClientSecret
 	if cfg.AccessLifetime == 0 {
@@ -358,30 +339,41 @@ func TestImport(t *testing.T) {
 	}
 }
 
-func TestImportFields(t *testing.T) {
+func TestImportForm(t *testing.T) {
 	t.Parallel()
-	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	in := `{"token_type":"bearer","expires_in":"60","access_token":"at-1","refresh_token":"rt-1",` +
-		`"refresh_token_expires_in":3600.0,"info":{"user":"ada","scope":"read"}}`
-	tok, err := parseTokenResponse(strings.NewReader(in), now)
-	if err != nil {
-		t.Fatalf("parseTokenResponse() error = %v", err)
+	f := newFixture(t, bearertest.Config{})
+	in := "token_type=Bearer&expires_in=60&access_token=at-form&refresh_token=rt-form&info=%7B%22user%22%3A%22ada%22%7D"
+	r := f.run(t, in, "import", "--form", "--store", f.store)
+	wantCode(t, r, exitOK)
+	noSecrets(t, r, "at-form", "rt-form")
+	tok := f.stored(t)
+	if tok.AccessToken != "at-form" || tok.RefreshToken != "rt-form" {
+		t.Errorf("the store does not hold the imported tokens")
 	}
-	want := bearer.Token{
-		AccessToken:   "at-1",
-		TokenType:     "bearer",
-		RefreshToken:  "rt-1",
-		Expiry:        now.Add(time.Minute),
-		RefreshExpiry: now.Add(time.Hour),
-		Info:          json.RawMessage(`{"user":"ada","scope":"read"}`),
+	if got, want := tok.Expiry, f.clock.Now().Add(time.Minute); !got.Equal(want) {
+		t.Errorf("stored Expiry = %v, want %v", got, want)
 	}
-	if tok.AccessToken != want.AccessToken || tok.TokenType != want.TokenType ||
-		tok.RefreshToken != want.RefreshToken || !tok.Expiry.Equal(want.Expiry) ||
-		!tok.RefreshExpiry.Equal(want.RefreshExpiry) || string(tok.Info) != string(want.Info) {
-		t.Errorf("parseTokenResponse() = %+v, want %+v (fields compared; both print redacted)", *tok, want)
+	r = f.run(t, "", "status", "--store", f.store)
+	wantCode(t, r, exitOK)
+	if want := "info:           present (fields: user)\n"; !strings.Contains(r.stdout, want) {
+		t.Errorf("status output lacks %q:\n%s", want, r.stdout)
 	}
-	if got, want := describeInfo(tok.Info), "present (fields: scope, user)"; got != want {
-		t.Errorf("describeInfo() = %q, want %q", got, want)
+}
+
+func TestDescribeInfo(t *testing.T) {
+	tests := []struct {
+		info json.RawMessage
+		want string
+	}{
+		{nil, "absent"},
+		{json.RawMessage(`{"user":"ada","scope":"read"}`), "present (fields: scope, user)"},
+		{json.RawMessage(`{}`), "present (empty object)"},
+		{json.RawMessage(`[1,2]`), "present (5 bytes)"},
+	}
+	for _, tt := range tests {
+		if got := describeInfo(tt.info); got != tt.want {
+			t.Errorf("describeInfo(%s) = %q, want %q", tt.info, got, tt.want)
+		}
 	}
 }
 

@@ -1,14 +1,10 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -134,100 +130,4 @@ func describeInfo(info json.RawMessage) string {
 		return "present (empty object)"
 	}
 	return fmt.Sprintf("present (fields: %s)", strings.Join(keys, ", "))
-}
-
-// maxResponse caps what import reads: token responses are small.
-const maxResponse = 1 << 20
-
-// tokenResponse is the JSON answer of a token endpoint. The root package
-// keeps its parser unexported, so import has its own.
-type tokenResponse struct {
-	TokenType        string          `json:"token_type"`
-	ExpiresIn        lifetime        `json:"expires_in"`
-	AccessToken      string          `json:"access_token"`
-	RefreshToken     string          `json:"refresh_token"`
-	RefreshExpiresIn lifetime        `json:"refresh_token_expires_in"`
-	Info             json.RawMessage `json:"info"`
-	Error            string          `json:"error"`
-}
-
-// lifetime is a number of seconds, sent as a number or a numeric string.
-type lifetime int64
-
-func (l *lifetime) UnmarshalJSON(b []byte) error {
-	b = bytes.Trim(bytes.TrimSpace(b), `"`)
-	if len(b) == 0 || string(b) == "null" {
-		return nil
-	}
-	f, err := strconv.ParseFloat(string(b), 64)
-	if err != nil || f != f || f < 0 || f > 100*365*24*3600 { // f != f: NaN
-		return fmt.Errorf("not a number of seconds")
-	}
-	*l = lifetime(f)
-	return nil
-}
-
-// parseTokenResponse makes a Token of a token response received at now.
-// Its errors quote nothing of the input, which holds secrets.
-func parseTokenResponse(r io.Reader, now time.Time) (*bearer.Token, error) {
-	body, err := io.ReadAll(io.LimitReader(r, maxResponse+1))
-	if err != nil {
-		return nil, fmt.Errorf("reading the token response: %w", err)
-	}
-	if len(body) > maxResponse {
-		return nil, fmt.Errorf("the token response is larger than %d bytes", maxResponse)
-	}
-	var resp tokenResponse
-	if err := json.Unmarshal(body, &resp); err != nil {
-		var ute *json.UnmarshalTypeError
-		if errors.As(err, &ute) && ute.Field != "" {
-			return nil, fmt.Errorf("the token response's field %q has the wrong type", ute.Field)
-		}
-		if strings.Contains(err.Error(), "not a number of seconds") {
-			return nil, fmt.Errorf("a lifetime in the token response is not a number of seconds")
-		}
-		return nil, fmt.Errorf("the token response is not a JSON object")
-	}
-	if resp.Error != "" {
-		return nil, fmt.Errorf("the input is an error answer (error %.40q), not a token", resp.Error)
-	}
-	if resp.AccessToken == "" {
-		return nil, fmt.Errorf("the token response has no access_token")
-	}
-	if !headerSafe(resp.AccessToken) || !headerSafe(resp.RefreshToken) {
-		return nil, fmt.Errorf("a token holds spaces or control characters")
-	}
-	if resp.TokenType == "" {
-		resp.TokenType = "Bearer"
-	}
-	if !strings.EqualFold(resp.TokenType, "Bearer") {
-		return nil, fmt.Errorf("token_type %.20q is not Bearer", resp.TokenType)
-	}
-	t := &bearer.Token{
-		AccessToken:  resp.AccessToken,
-		TokenType:    resp.TokenType,
-		RefreshToken: resp.RefreshToken,
-	}
-	if s := bytes.TrimSpace(resp.Info); len(s) > 0 && string(s) != "null" {
-		t.Info = s
-	}
-	// expires_in 0 means unknown, as the library reads it.
-	if resp.ExpiresIn > 0 {
-		t.Expiry = now.Add(time.Duration(resp.ExpiresIn) * time.Second)
-	}
-	if resp.RefreshExpiresIn > 0 {
-		t.RefreshExpiry = now.Add(time.Duration(resp.RefreshExpiresIn) * time.Second)
-	}
-	return t, nil
-}
-
-// headerSafe reports whether s can go into a header: no spaces or control
-// characters.
-func headerSafe(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c <= ' ' || c == 0x7f {
-			return false
-		}
-	}
-	return true
 }
