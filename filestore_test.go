@@ -1,0 +1,623 @@
+package bearer
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// fsToken is a token with every field set, distinctive secrets included.
+func fsToken() *Token {
+	return &Token{
+		AccessToken:   "AT-FILE-1a2b",
+		TokenType:     "Bearer",
+		RefreshToken:  "RT-FILE-3c4d",
+		Expiry:        time.Date(2031, time.January, 2, 3, 4, 5, 600, time.UTC),
+		RefreshExpiry: time.Date(2032, time.February, 3, 4, 5, 6, 0, time.FixedZone("CET", 3600)),
+		Info:          json.RawMessage(`{"user": {"id": 42}, "scopes": ["a", "b"]}`),
+	}
+}
+
+// fsTokenEqual is tkTokenEqual with Info compared as JSON: stores keep its
+// meaning, not its layout (see TestFileStoreInfoVerbatim).
+func fsTokenEqual(t *testing.T, got, want *Token) {
+	t.Helper()
+	g, w := *got, *want
+	g.Info, w.Info = fsCompact(t, g.Info), fsCompact(t, w.Info)
+	tkTokenEqual(t, &g, &w)
+}
+
+func fsCompact(t *testing.T, b json.RawMessage) json.RawMessage {
+	t.Helper()
+	if b == nil {
+		return nil
+	}
+	var buf bytes.Buffer
+	if err := json.Compact(&buf, b); err != nil {
+		t.Fatalf("Info %q is not JSON: %v", b, err)
+	}
+	return buf.Bytes()
+}
+
+func fsPath(t *testing.T) string {
+	t.Helper()
+	return filepath.Join(t.TempDir(), "token.json")
+}
+
+func TestFileStoreRoundTrip(t *testing.T) {
+	tests := []struct {
+		name string
+		tok  *Token
+	}{
+		{"every field", fsToken()},
+		{"access only", &Token{AccessToken: "at-1"}},
+		{"refresh only", &Token{RefreshToken: "rt-1"}},
+		{"no info", &Token{AccessToken: "at-1", TokenType: "Bearer", RefreshToken: "rt-1", Expiry: epNow}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fs := NewFileStore(fsPath(t))
+			if err := fs.Save(t.Context(), tt.tok); err != nil {
+				t.Fatalf("Save: %v", err)
+			}
+			got, err := fs.Load(t.Context())
+			if err != nil {
+				t.Fatalf("Load: %v", err)
+			}
+			fsTokenEqual(t, got, tt.tok)
+			// A second store over the same file reads the same.
+			got2, err := NewFileStore(fs.Path()).Load(t.Context())
+			if err != nil {
+				t.Fatalf("Load from a second FileStore: %v", err)
+			}
+			fsTokenEqual(t, got2, tt.tok)
+		})
+	}
+}
+
+func TestFileStoreInfoVerbatim(t *testing.T) {
+	// Token.Info is documented as the response's info object verbatim; a
+	// restart must not change its bytes.
+	tests := []struct {
+		name      string
+		roundTrip func(t *testing.T, tok *Token) (*Token, error)
+	}{
+		{"FileStore", func(t *testing.T, tok *Token) (*Token, error) {
+			fs := NewFileStore(fsPath(t))
+			if err := fs.Save(t.Context(), tok); err != nil {
+				return nil, err
+			}
+			return fs.Load(t.Context())
+		}},
+		{"MarshalToken", func(t *testing.T, tok *Token) (*Token, error) {
+			b, err := MarshalToken(tok)
+			if err != nil {
+				return nil, err
+			}
+			return UnmarshalToken(b)
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tok := fsToken()
+			got, err := tt.roundTrip(t, tok)
+			if err != nil {
+				t.Fatalf("round trip: %v", err)
+			}
+			if !bytes.Equal(got.Info, tok.Info) {
+				t.Errorf("BUG: Info after a round trip = %q, want the saved bytes %q", got.Info, tok.Info)
+			}
+		})
+	}
+}
+
+func TestFileStoreSaveReplaces(t *testing.T) {
+	fs := NewFileStore(fsPath(t))
+	first := &Token{AccessToken: "at-1", RefreshToken: "rt-1"}
+	second := &Token{AccessToken: "at-2", RefreshToken: "rt-2"}
+	for _, tok := range []*Token{first, second} {
+		if err := fs.Save(t.Context(), tok); err != nil {
+			t.Fatalf("Save: %v", err)
+		}
+	}
+	got, err := fs.Load(t.Context())
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	fsTokenEqual(t, got, second)
+}
+
+func TestFileStoreSaveNil(t *testing.T) {
+	fs := NewFileStore(fsPath(t))
+	if err := fs.Save(t.Context(), nil); err == nil {
+		t.Errorf("Save(nil) = nil error, want one")
+	}
+	if _, err := os.Stat(fs.Path()); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("Stat after Save(nil) = %v, want the file not to exist", err)
+	}
+}
+
+func TestFileStoreMode(t *testing.T) {
+	tests := []struct {
+		name     string
+		existing os.FileMode // 0 means no file before Save
+	}{
+		{name: "new file"},
+		{name: "over a 0644 file", existing: 0o644},
+		{name: "over a 0666 file", existing: 0o666},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fs := NewFileStore(fsPath(t))
+			if tt.existing != 0 {
+				if err := os.WriteFile(fs.Path(), []byte("old"), tt.existing); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.Chmod(fs.Path(), tt.existing); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := fs.Save(t.Context(), fsToken()); err != nil {
+				t.Fatalf("Save: %v", err)
+			}
+			fi, err := os.Stat(fs.Path())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := fi.Mode().Perm(); got != 0o600 {
+				t.Errorf("file mode = %#o, want 0600", got)
+			}
+		})
+	}
+}
+
+func TestFileStoreMissing(t *testing.T) {
+	fs := NewFileStore(fsPath(t))
+	tok, err := fs.Load(t.Context())
+	if !errors.Is(err, ErrNoToken) {
+		t.Errorf("Load of a missing file = %v, %v; want ErrNoToken", tok, err)
+	}
+}
+
+func TestFileStoreCorrupt(t *testing.T) {
+	valid, err := os.ReadFile(fsSaved(t, fsToken()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		data []byte
+	}{
+		{"empty", nil},
+		{"whitespace", []byte(" \n\t ")},
+		{"garbage", []byte("\x00\x01garbage AT-FILE-1a2b RT-FILE-3c4d")},
+		{"truncated", valid[:len(valid)/2]},
+		{"truncated at end", valid[:len(valid)-2]},
+		{"json array", []byte(`[{"access_token":"AT-FILE-1a2b"}]`)},
+		{"plain token json", []byte(`{"access_token":"AT-FILE-1a2b","refresh_token":"RT-FILE-3c4d"}`)},
+		{"unknown version", bytes.Replace(valid, []byte(`"version": 1`), []byte(`"version": 2`), 1)},
+		{"no version", bytes.Replace(valid, []byte(`"version": 1,`), nil, 1)},
+		{"wrong type", []byte(`{"version":1,"token":{"access_token":["AT-FILE-1a2b"],"refresh_token":"RT-FILE-3c4d"}}`)},
+		{"header injection", []byte(`{"version":1,"token":{"access_token":"AT-FILE-1a2b\r\nX: y","refresh_token":"RT-FILE-3c4d"}}`)},
+		{"no tokens", []byte(`{"version":1,"token":{"token_type":"Bearer"}}`)},
+		{"over 1 MiB", append(bytes.Repeat([]byte(" "), 1<<20), valid...)},
+		{"trailing garbage", append(append([]byte{}, valid...), []byte("}} RT-FILE-3c4d")...)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fs := NewFileStore(fsPath(t))
+			if err := os.WriteFile(fs.Path(), tt.data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			tok, err := fs.Load(t.Context())
+			if err == nil {
+				t.Fatalf("Load = %v, want an error", tok)
+			}
+			if errors.Is(err, ErrNoToken) {
+				t.Errorf("Load error = %v, want one that is not ErrNoToken", err)
+			}
+			for _, s := range []string{"AT-FILE-1a2b", "RT-FILE-3c4d"} {
+				if strings.Contains(err.Error(), s) {
+					t.Errorf("Load error = %q, holds the secret %q", err, s)
+				}
+			}
+		})
+	}
+}
+
+// fsSaved saves tok in a new FileStore and returns its path.
+func fsSaved(t *testing.T, tok *Token) string {
+	t.Helper()
+	fs := NewFileStore(fsPath(t))
+	if err := fs.Save(t.Context(), tok); err != nil {
+		t.Fatalf("Save: %v", err)
+	}
+	return fs.Path()
+}
+
+func TestFileStoreIsDirectory(t *testing.T) {
+	dir := t.TempDir()
+	_, err := NewFileStore(dir).Load(t.Context())
+	if err == nil || errors.Is(err, ErrNoToken) {
+		t.Errorf("Load of a directory = %v, want an error that is not ErrNoToken", err)
+	}
+}
+
+func TestFileStoreSourceNeverOverwritesCorrupt(t *testing.T) {
+	tests := []struct {
+		name string
+		data []byte
+	}{
+		{"garbage", []byte("not a token file AT-FILE-1a2b")},
+		{"empty", []byte{}},
+		{"truncated", []byte(`{"version":1,"token":{"access_token":"AT-FILE-1a2b","refresh_tok`)},
+		{"unknown version", []byte(`{"version":9,"token":{"access_token":"AT-FILE-1a2b","refresh_token":"RT-FILE-3c4d"}}`)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, mt := epConfig(epJSON(200, epTokenBody))
+			fs := NewFileStore(fsPath(t))
+			if err := os.WriteFile(fs.Path(), tt.data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			src := NewSource(cfg, fs)
+			defer src.Close()
+			tok, err := src.Token(t.Context())
+			if err == nil {
+				t.Fatalf("Token() = %v, want an error", tok)
+			}
+			if errors.Is(err, ErrNoToken) {
+				t.Errorf("Token() error = %v, want one that is not ErrNoToken", err)
+			}
+			if n := mt.GetTotalCallCount(); n != 0 {
+				t.Errorf("requests = %d, want 0", n)
+			}
+			if err := src.Close(); err != nil {
+				t.Errorf("Close: %v", err)
+			}
+			got, err := os.ReadFile(fs.Path())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, tt.data) {
+				t.Errorf("file = %q after Token, want it unchanged: %q", got, tt.data)
+			}
+		})
+	}
+}
+
+func TestFileStoreSourceRefreshes(t *testing.T) {
+	cfg, mt := epConfig(epJSON(200, epTokenBody))
+	fs := NewFileStore(fsPath(t))
+	if err := fs.Save(t.Context(), &Token{AccessToken: "at-old", RefreshToken: "rt-old", Expiry: epNow.Add(-time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	src := NewSource(cfg, fs)
+	defer src.Close()
+	tok, err := src.Token(t.Context())
+	if err != nil {
+		t.Fatalf("Token: %v", err)
+	}
+	if tok.AccessToken != "at-new" {
+		t.Errorf("AccessToken = %q, want %q", tok.AccessToken, "at-new")
+	}
+	if n := mt.GetTotalCallCount(); n != 1 {
+		t.Errorf("requests = %d, want 1", n)
+	}
+	saved, err := fs.Load(t.Context())
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	fsTokenEqual(t, saved, tok)
+	fsNoTemp(t, filepath.Dir(fs.Path()))
+}
+
+// fsNoTemp fails if dir holds anything but token files and lock files.
+func fsNoTemp(t *testing.T, dir string) {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if n := e.Name(); n != "token.json" && n != "token.json.lock" {
+			t.Errorf("folder holds %q, want only token.json and its lock", n)
+		}
+	}
+}
+
+func TestFileStoreNoTempFiles(t *testing.T) {
+	fs := NewFileStore(fsPath(t))
+	for i := range 5 {
+		tok := fsToken()
+		tok.AccessToken += string(rune('a' + i))
+		if err := fs.Save(t.Context(), tok); err != nil {
+			t.Fatalf("Save %d: %v", i, err)
+		}
+	}
+	lease, err := fs.Lock(t.Context())
+	if err != nil {
+		t.Fatalf("Lock: %v", err)
+	}
+	old, err := lease.Load(t.Context())
+	if err != nil {
+		t.Fatalf("lease Load: %v", err)
+	}
+	if _, err := lease.Begin(t.Context(), old); err != nil {
+		t.Fatalf("Begin: %v", err)
+	}
+	if err := lease.CompareAndSwap(t.Context(), old, &Token{AccessToken: "at-9", RefreshToken: "rt-9"}); err != nil {
+		t.Fatalf("CompareAndSwap: %v", err)
+	}
+	if err := lease.Unlock(t.Context()); err != nil {
+		t.Fatalf("Unlock: %v", err)
+	}
+	fsNoTemp(t, filepath.Dir(fs.Path()))
+}
+
+func TestFileStoreSaveFailureLeavesNoTemp(t *testing.T) {
+	dir := t.TempDir()
+	// The path is a directory: the rename over it fails after the temp
+	// file was written.
+	path := filepath.Join(dir, "token.json")
+	if err := os.Mkdir(path, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(path, "x"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := NewFileStore(path).Save(t.Context(), fsToken()); err == nil {
+		t.Fatalf("Save over a non-empty directory = nil error, want one")
+	}
+	fsNoTemp(t, dir)
+}
+
+func TestFileStoreLockExcludes(t *testing.T) {
+	tests := []struct {
+		name   string
+		second func(first *FileStore) *FileStore
+	}{
+		{"same FileStore", func(first *FileStore) *FileStore { return first }},
+		{"another FileStore", func(first *FileStore) *FileStore { return NewFileStore(first.Path()) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			first := NewFileStore(fsPath(t))
+			second := tt.second(first)
+			held, err := first.Lock(t.Context())
+			if err != nil {
+				t.Fatalf("first Lock: %v", err)
+			}
+
+			// While the first is held, a waiting Lock ends with its context.
+			ctx, cancel := context.WithCancel(t.Context())
+			waited := make(chan error, 1)
+			go func() {
+				l, err := second.Lock(ctx)
+				if l != nil {
+					l.Unlock(context.Background())
+				}
+				waited <- err
+			}()
+			cancel()
+			if err := <-waited; !errors.Is(err, context.Canceled) {
+				t.Errorf("second Lock while held = %v, want an error wrapping context.Canceled", err)
+			}
+
+			// After Unlock the second gets it.
+			var released atomic.Bool
+			acquired := make(chan error, 1)
+			var lease Lease
+			go func() {
+				l, err := second.Lock(t.Context())
+				if err == nil && !released.Load() {
+					err = errors.New("got the lock while the first holder had it")
+				}
+				lease = l
+				acquired <- err
+			}()
+			released.Store(true)
+			if err := held.Unlock(t.Context()); err != nil {
+				t.Fatalf("Unlock: %v", err)
+			}
+			if err := <-acquired; err != nil {
+				t.Fatalf("second Lock after Unlock: %v", err)
+			}
+			if err := lease.Unlock(t.Context()); err != nil {
+				t.Errorf("second Unlock: %v", err)
+			}
+			// Unlocking twice is harmless.
+			if err := held.Unlock(t.Context()); err != nil {
+				t.Errorf("second Unlock of the first lease: %v", err)
+			}
+		})
+	}
+}
+
+func TestFileStoreLockCancelledBeforeWait(t *testing.T) {
+	fs := NewFileStore(fsPath(t))
+	held, err := fs.Lock(t.Context())
+	if err != nil {
+		t.Fatalf("Lock: %v", err)
+	}
+	defer held.Unlock(t.Context())
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if l, err := NewFileStore(fs.Path()).Lock(ctx); !errors.Is(err, context.Canceled) {
+		if l != nil {
+			l.Unlock(t.Context())
+		}
+		t.Errorf("Lock with a cancelled context while held = %v, want context.Canceled", err)
+	}
+}
+
+func TestFileLeaseBegin(t *testing.T) {
+	fs := NewFileStore(fsPath(t))
+	old := &Token{AccessToken: "at-1", RefreshToken: "rt-1"}
+	if err := fs.Save(t.Context(), old); err != nil {
+		t.Fatal(err)
+	}
+	lease, err := fs.Lock(t.Context())
+	if err != nil {
+		t.Fatalf("Lock: %v", err)
+	}
+	defer lease.Unlock(t.Context())
+
+	begin := func(step string, tok *Token, want bool) {
+		t.Helper()
+		got, err := lease.Begin(t.Context(), tok)
+		if err != nil {
+			t.Fatalf("%s: Begin: %v", step, err)
+		}
+		if got != want {
+			t.Errorf("%s: Begin interrupted = %t, want %t", step, got, want)
+		}
+	}
+	begin("first", old, false)
+	begin("again without CompareAndSwap", old, true)
+
+	// The record survives another lease, as it would a crash.
+	lease.Unlock(t.Context())
+	lease, err = NewFileStore(fs.Path()).Lock(t.Context())
+	if err != nil {
+		t.Fatalf("Lock: %v", err)
+	}
+	begin("after a new lock", old, true)
+
+	// Begin must not change the token.
+	got, err := lease.Load(t.Context())
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	fsTokenEqual(t, got, old)
+
+	next := &Token{AccessToken: "at-2", RefreshToken: "rt-2"}
+	if err := lease.CompareAndSwap(t.Context(), old, next); err != nil {
+		t.Fatalf("CompareAndSwap: %v", err)
+	}
+	begin("next token after CompareAndSwap", next, false)
+	if err := lease.CompareAndSwap(t.Context(), next, &Token{AccessToken: "at-3", RefreshToken: "rt-3"}); err != nil {
+		t.Fatalf("CompareAndSwap: %v", err)
+	}
+	begin("a token after the record was cleared", &Token{AccessToken: "at-3", RefreshToken: "rt-3"}, false)
+}
+
+func TestFileLeaseBeginEmptyStore(t *testing.T) {
+	fs := NewFileStore(fsPath(t))
+	lease, err := fs.Lock(t.Context())
+	if err != nil {
+		t.Fatalf("Lock: %v", err)
+	}
+	defer lease.Unlock(t.Context())
+	old := &Token{AccessToken: "at-1", RefreshToken: "rt-1"}
+	if got, err := lease.Begin(t.Context(), old); err != nil || got {
+		t.Errorf("Begin on an empty store = %t, %v; want false, nil", got, err)
+	}
+	if got, err := lease.Begin(t.Context(), old); err != nil || !got {
+		t.Errorf("Begin again on an empty store = %t, %v; want true, nil", got, err)
+	}
+	next := &Token{AccessToken: "at-2", RefreshToken: "rt-2"}
+	if err := lease.CompareAndSwap(t.Context(), nil, next); err != nil {
+		t.Fatalf("CompareAndSwap from empty: %v", err)
+	}
+	got, err := fs.Load(t.Context())
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	fsTokenEqual(t, got, next)
+}
+
+func TestFileLeaseCompareAndSwapConflict(t *testing.T) {
+	stored := &Token{AccessToken: "at-1", RefreshToken: "rt-1"}
+	tests := []struct {
+		name  string
+		setup func(t *testing.T, fs *FileStore, l Lease) // after stored was saved
+		old   *Token
+	}{
+		{name: "other refresh token", old: &Token{AccessToken: "at-1", RefreshToken: "rt-other"}},
+		{name: "other access token, no refresh token", old: &Token{AccessToken: "at-other"}},
+		{name: "nil old over a stored token", old: nil},
+		{
+			name: "nil old over a stored token with a refresh record",
+			setup: func(t *testing.T, fs *FileStore, l Lease) {
+				if _, err := l.Begin(t.Context(), stored); err != nil {
+					t.Fatalf("Begin: %v", err)
+				}
+			},
+			old: nil,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fs := NewFileStore(fsPath(t))
+			if err := fs.Save(t.Context(), stored); err != nil {
+				t.Fatal(err)
+			}
+			lease, err := fs.Lock(t.Context())
+			if err != nil {
+				t.Fatalf("Lock: %v", err)
+			}
+			defer lease.Unlock(t.Context())
+			if tt.setup != nil {
+				tt.setup(t, fs, lease)
+			}
+			before, err := os.ReadFile(fs.Path())
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = lease.CompareAndSwap(t.Context(), tt.old, &Token{AccessToken: "at-new", RefreshToken: "rt-new"})
+			if !errors.Is(err, ErrConflict) {
+				t.Errorf("CompareAndSwap = %v, want ErrConflict", err)
+			}
+			after, err := os.ReadFile(fs.Path())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(before, after) {
+				t.Errorf("file changed by a conflicting CompareAndSwap:\nbefore %s\nafter  %s", before, after)
+			}
+		})
+	}
+}
+
+func TestFileLeaseCompareAndSwapCorrupt(t *testing.T) {
+	fs := NewFileStore(fsPath(t))
+	data := []byte("corrupt")
+	if err := os.WriteFile(fs.Path(), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	lease, err := fs.Lock(t.Context())
+	if err != nil {
+		t.Fatalf("Lock: %v", err)
+	}
+	defer lease.Unlock(t.Context())
+	if _, err := lease.Begin(t.Context(), &Token{AccessToken: "at-1", RefreshToken: "rt-1"}); err == nil || errors.Is(err, ErrNoToken) {
+		t.Errorf("Begin over a corrupt file = %v, want an error that is not ErrNoToken", err)
+	}
+	err = lease.CompareAndSwap(t.Context(), nil, &Token{AccessToken: "at-new"})
+	if err == nil || errors.Is(err, ErrNoToken) {
+		t.Errorf("CompareAndSwap over a corrupt file = %v, want an error that is not ErrNoToken", err)
+	}
+	if got, _ := os.ReadFile(fs.Path()); !bytes.Equal(got, data) {
+		t.Errorf("file = %q, want it unchanged: %q", got, data)
+	}
+}
+
+func TestFileLeaseCompareAndSwapNil(t *testing.T) {
+	fs := NewFileStore(fsPath(t))
+	lease, err := fs.Lock(t.Context())
+	if err != nil {
+		t.Fatalf("Lock: %v", err)
+	}
+	defer lease.Unlock(t.Context())
+	if err := lease.CompareAndSwap(t.Context(), nil, nil); err == nil {
+		t.Errorf("CompareAndSwap(nil, nil) = nil error, want one")
+	}
+}
