@@ -75,7 +75,9 @@ type storedToken struct {
 	RefreshToken  string          `json:"refresh_token,omitempty"`
 	Expiry        *time.Time      `json:"expiry,omitempty"`
 	RefreshExpiry *time.Time      `json:"refresh_expiry,omitempty"`
-	Info          json.RawMessage `json:"info,omitempty"`
+	// Info is kept as a string so that its bytes survive verbatim:
+	// encoding/json would compact or re-indent a raw message.
+	Info *string `json:"info,omitempty"`
 }
 
 // MarshalToken returns the JSON form in which [FileStore] and redisstore
@@ -103,7 +105,10 @@ func toStored(t *Token) storedToken {
 		AccessToken:  t.AccessToken,
 		TokenType:    t.TokenType,
 		RefreshToken: t.RefreshToken,
-		Info:         t.Info,
+	}
+	if t.Info != nil {
+		info := string(t.Info)
+		s.Info = &info
 	}
 	if !t.Expiry.IsZero() {
 		e := t.Expiry
@@ -127,7 +132,12 @@ func (s *storedToken) token() (*Token, error) {
 		AccessToken:  s.AccessToken,
 		TokenType:    s.TokenType,
 		RefreshToken: s.RefreshToken,
-		Info:         s.Info,
+	}
+	if s.Info != nil {
+		if !json.Valid([]byte(*s.Info)) {
+			return nil, fmt.Errorf("bearer: stored token's info is not JSON")
+		}
+		t.Info = json.RawMessage(*s.Info)
 	}
 	if s.Expiry != nil {
 		t.Expiry = *s.Expiry

@@ -61,6 +61,15 @@ func (f *FileStore) Load(ctx context.Context) (*Token, error) {
 	if err != nil {
 		return nil, err
 	}
+	return f.token(rec)
+}
+
+// token returns rec's token; a record that holds only a Begin mark (made
+// on an empty store) holds no token.
+func (f *FileStore) token(rec *fileRecord) (*Token, error) {
+	if rec.Token == (storedToken{}) {
+		return nil, fmt.Errorf("bearer: file store %s: %w", f.path, ErrNoToken)
+	}
 	return rec.Token.token()
 }
 
@@ -91,7 +100,7 @@ func (l *fileLease) Load(ctx context.Context) (*Token, error) { return l.f.Load(
 func (l *fileLease) Begin(ctx context.Context, old *Token) (bool, error) {
 	rec, err := l.f.read()
 	if errors.Is(err, ErrNoToken) {
-		rec, err = &fileRecord{Token: toStored(old)}, nil
+		rec, err = &fileRecord{}, nil
 	}
 	if err != nil {
 		return false, err
@@ -106,19 +115,11 @@ func (l *fileLease) CompareAndSwap(ctx context.Context, old, new *Token) error {
 	if new == nil {
 		return fmt.Errorf("bearer: file store: cannot save a nil token")
 	}
-	rec, err := l.f.read()
-	var stored *Token
-	switch {
-	case errors.Is(err, ErrNoToken):
-	case err != nil:
+	stored, err := l.Load(ctx)
+	if err != nil && !errors.Is(err, ErrNoToken) {
 		return err
-	default:
-		if stored, err = rec.Token.token(); err != nil {
-			return err
-		}
 	}
-	// A record made by Begin on an empty store holds old: it counts.
-	if !sameRefresh(stored, old) && !(old == nil && rec != nil && rec.Refreshing != "") {
+	if !sameRefresh(stored, old) {
 		return fmt.Errorf("bearer: file store %s: %w", filepath.Base(l.f.path), ErrConflict)
 	}
 	return l.f.write(&fileRecord{Token: toStored(new)})
@@ -167,7 +168,7 @@ func (f *FileStore) read() (*fileRecord, error) {
 	var rec fileRecord
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&rec); err != nil {
+	if err := dec.Decode(&rec); err != nil || dec.InputOffset() != int64(len(bytes.TrimRight(data, " \t\r\n"))) {
 		// Not the decoder's text: it may quote the file, which holds secrets.
 		return nil, f.errorf("corrupt: not a bearer token file")
 	}
