@@ -17,7 +17,7 @@
 //	bearer demo      [-duration 10s] [-workers 8] [-access-lifetime 2s] [-latency 0]
 //	bearer token     [--store FILE] [client flags]
 //	bearer status    [--store FILE]
-//	bearer import    [--store FILE] < response.json
+//	bearer import    [--store FILE] [--form] < response.json
 //	bearer exchange  --code C --redirect-uri U [--verifier V] [--store FILE] [client flags]
 //	bearer request   [-X METHOD] [-H 'K: V']... [-d BODY] [--store FILE] [client flags] URL
 //
@@ -35,7 +35,8 @@
 // present) without printing a secret. import reads the JSON answer of an
 // authorization_code grant (token_type, expires_in, access_token,
 // refresh_token, refresh_token_expires_in, info) from standard input and
-// stores it. exchange performs that grant itself with an authorization code
+// stores it, with expiries counted from now (--form reads the
+// form-encoded variant). exchange performs that grant itself with an authorization code
 // and stores the result. request sends one authenticated request and copies
 // the response body to standard output.
 //

@@ -196,6 +196,14 @@ func TestTokenReauthorize(t *testing.T) {
 			t.Errorf("server ReuseAttempts = %d, want 1", got)
 		}
 		noSecrets(t, r, g.AccessToken, g.RefreshToken)
+
+		// request explains it the same way.
+		r = f.run(t, "", f.client("request", f.srv.APIURL())...)
+		wantCode(t, r, exitReauthorize)
+		if !strings.Contains(r.stderr, msgReauthorize) {
+			t.Errorf("request stderr = %q, want it to say %q", r.stderr, msgReauthorize)
+		}
+		noSecrets(t, r, g.AccessToken, g.RefreshToken)
 	})
 	t.Run("expired refresh token", func(t *testing.T) {
 		t.Parallel()
@@ -230,6 +238,28 @@ func TestNoToken(t *testing.T) {
 			want := fmt.Sprintf(msgNoToken, f.store)
 			if !strings.Contains(r.stderr, want) {
 				t.Errorf("stderr = %q, want it to say %q", r.stderr, want)
+			}
+		})
+	}
+}
+
+func TestCorruptStore(t *testing.T) {
+	t.Parallel()
+	const garbage = "{not a token"
+	for _, args := range [][]string{{"token"}, {"status"}} {
+		t.Run(args[0], func(t *testing.T) {
+			t.Parallel()
+			f := newFixture(t, bearertest.Config{})
+			if err := os.WriteFile(f.store, []byte(garbage), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			r := f.run(t, "", append([]string{args[0], "--store", f.store}, args[1:]...)...)
+			wantCode(t, r, exitFailure)
+			if !strings.Contains(r.stderr, f.store) {
+				t.Errorf("stderr = %q, want it to name the store", r.stderr)
+			}
+			if b, _ := os.ReadFile(f.store); string(b) != garbage {
+				t.Errorf("the corrupt store was overwritten")
 			}
 		})
 	}
