@@ -9,8 +9,13 @@
 //	rdb := redis.NewClient(&redis.Options{Addr: addr, ContextTimeoutEnabled: true})
 //	defer rdb.Close()
 //	store := redisstore.New(rdb, "{billing}:oauth")
-//	store.Codec, _ = bearer.NewAESGCM(key) // optional: encrypt at rest
+//	codec, err := bearer.NewAESGCM(key) // optional: encrypt at rest
+//	if err != nil {
+//		return err
+//	}
+//	store.Codec = codec
 //	src := bearer.NewSource(cfg, store)
+//	defer src.Close()
 //
 // The first token, from the user's authorization, is put in place once with
 // [Store.Save].
@@ -44,13 +49,22 @@
 // client ContextTimeoutEnabled so that go-redis also stops the command then
 // rather than at its own ReadTimeout.
 //
+// Persistence. Run Redis with persistence (appendonly yes) or a replica
+// that takes over: the stored token is the fleet's only record of which
+// refresh token is current. If the key is lost, a replica falls back to the
+// token it holds in memory, and one that had not caught up may spend a
+// refresh token that another already spent.
+//
 // # LeaseTTL and the refresh timeout
 //
 // LeaseTTL (60s by default) must be longer than the Source's refresh
-// timeout (30s by default) plus the time to save: a refresh that outlives
-// the lease is fenced off and fails, and another replica, now holding the
-// lease, may find the refresh token spent and report [bearer.ErrInterrupted].
-// A shorter LeaseTTL only shortens the wait after a crash.
+// timeout (30s by default, which also bounds the store calls). A refresh
+// that outlives its lease lets another replica take the lease while the
+// request is still in flight and send the same refresh token again, and a
+// strict server then revokes the grant: fencing keeps the store consistent
+// but cannot take back a request already sent. A shorter LeaseTTL only
+// shortens the wait after a crash; a longer one costs nothing while
+// holders unlock.
 //
 // # Data layout
 //

@@ -50,13 +50,18 @@ type server struct {
 
 var shared struct {
 	once sync.Once
-	srv  *server
+	addr string
+	srv  *server // nil when REDIS_ADDR is used
+	dir  string  // the server's working directory
 	err  error
 }
 
 func stopShared() {
 	if shared.srv != nil {
 		shared.srv.stop()
+	}
+	if shared.dir != "" {
+		os.RemoveAll(shared.dir)
 	}
 }
 
@@ -66,27 +71,30 @@ func stopShared() {
 // exists.
 func redisAddr(t testing.TB) string {
 	t.Helper()
-	if addr := os.Getenv("REDIS_ADDR"); addr != "" {
-		if err := ping(addr, 5*time.Second); err != nil {
-			t.Fatalf("REDIS_ADDR=%s is set but Redis cannot be reached: %v", addr, err)
-		}
-		return addr
-	}
 	shared.once.Do(func() {
-		dir, err := os.MkdirTemp("", "redisstore-test-")
-		if err != nil {
-			shared.err = err
+		if addr := os.Getenv("REDIS_ADDR"); addr != "" {
+			if err := ping(addr, 5*time.Second); err != nil {
+				shared.err = fmt.Errorf("REDIS_ADDR=%s is set but Redis cannot be reached: %w", addr, err)
+			}
+			shared.addr = addr
 			return
 		}
-		shared.srv, shared.err = startServer(dir, "--save", "", "--appendonly", "no")
+		shared.dir, shared.err = os.MkdirTemp("", "redisstore-test-")
+		if shared.err != nil {
+			return
+		}
+		shared.srv, shared.err = startServer(shared.dir, "--save", "", "--appendonly", "no")
+		if shared.srv != nil {
+			shared.addr = shared.srv.addr
+		}
 	})
 	if shared.err == errNoServer {
 		t.Skip("no Redis: set REDIS_ADDR or install redis-server (apt-get install redis-server)")
 	}
 	if shared.err != nil {
-		t.Fatalf("starting redis-server: %v", shared.err)
+		t.Fatal(shared.err)
 	}
-	return shared.srv.addr
+	return shared.addr
 }
 
 var errNoServer = fmt.Errorf("redis-server is not on PATH")

@@ -36,10 +36,11 @@ const (
 // without secrets: neither the client's options nor the Codec are shown.
 type Store struct {
 	// LeaseTTL is how long a lease taken by Lock lasts if its holder never
-	// releases it, because it crashed or lost its connection. It must
-	// outlive the Source's refresh timeout (30s by default): a refresh that
-	// runs past the lease cannot save its result and fails with
-	// [bearer.ErrLockLost]. If zero, [DefaultLeaseTTL] is used.
+	// releases it, because it crashed or lost its connection. It must be
+	// longer than the Source's refresh timeout (30s by default): once a
+	// lease lapses another replica may send the same refresh token while
+	// the first request is still in flight, and the first holder's save is
+	// refused with [bearer.ErrLockLost]. If zero, [DefaultLeaseTTL] is used.
 	LeaseTTL time.Duration
 
 	// PollInterval is how often Lock tries again to take a held lease; each
