@@ -4,7 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -44,6 +49,7 @@ func (c *fakeClock) Advance(d time.Duration) {
 
 type fleet struct {
 	t       *testing.T
+	gate    *gate
 	addr    string
 	key     string
 	clock   *fakeClock
@@ -66,6 +72,7 @@ func newFleet(t *testing.T, addr string, leaseTTL time.Duration) *fleet {
 	f.srv = bearertest.NewServer(bearertest.Config{AccessLifetime: accessLifetime, Now: f.clock.Now})
 	t.Cleanup(f.srv.Close)
 	f.grant = f.srv.Issue()
+	f.gate = newGate(t, f.srv.TokenURL())
 
 	ctx := context.Background()
 	first := &bearer.Token{
@@ -81,7 +88,7 @@ func newFleet(t *testing.T, addr string, leaseTTL time.Duration) *fleet {
 	for range replicas {
 		s := f.replicaStore(leaseTTL)
 		src := bearer.NewSource(bearer.Config{
-			TokenURL:     f.srv.TokenURL(),
+			TokenURL:     f.gate.url,
 			ClientID:     bearertest.DefaultClientID,
 			ClientSecret: bearertest.DefaultClientSecret,
 			HTTPClient:   f.srv.Client(),
@@ -96,6 +103,51 @@ func newFleet(t *testing.T, addr string, leaseTTL time.Duration) *fleet {
 		f.sources = append(f.sources, src)
 	}
 	return f
+}
+
+// gate is a proxy in front of the token endpoint that passes requests
+// through, except one it was asked to hold: the test acts while that
+// refresh is in flight, then lets it go on.
+type gate struct {
+	url  string
+	next atomic.Pointer[held]
+	done chan struct{} // closed when the test ends, releasing any held request
+}
+
+type held struct {
+	arrived chan struct{} // closed when the request arrives
+	release chan struct{} // closed by the test to let it go on
+}
+
+func newGate(t *testing.T, target string) *gate {
+	t.Helper()
+	u, err := url.Parse(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &gate{done: make(chan struct{})}
+	proxy := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: u.Scheme, Host: u.Host})
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if h := g.next.Swap(nil); h != nil {
+			close(h.arrived)
+			select {
+			case <-h.release:
+			case <-g.done:
+			}
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(hs.Close)
+	t.Cleanup(func() { close(g.done) }) // runs before hs.Close
+	g.url = hs.URL + u.Path
+	return g
+}
+
+// hold makes the gate hold the next request.
+func (g *gate) hold() *held {
+	h := &held{arrived: make(chan struct{}), release: make(chan struct{})}
+	g.next.Store(h)
+	return h
 }
 
 // replicaStore returns a Store on a client of its own, as a replica has.
@@ -296,4 +348,102 @@ func TestFleetHolderDies(t *testing.T) {
 		}
 	}
 	f.check(expiries)
+}
+
+// TestFleetRedisRestartDuringRefresh: Redis restarts while a replica's
+// refresh request is in flight, between Begin and CompareAndSwap. The save
+// reaches the restarted Redis (the lease and the token survive in the
+// append-only file) and the others adopt the new token.
+func TestFleetRedisRestartDuringRefresh(t *testing.T) {
+	srv := ownServer(t, "--save", "", "--appendonly", "yes", "--appendfsync", "always")
+	f := newFleet(t, srv.addr, 0)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for round := range 2 {
+		f.expire(ctx, round)
+	}
+
+	f.clock.Advance(accessLifetime + time.Second)
+	h := f.gate.hold()
+	got := make(chan error, 1)
+	go func() {
+		_, err := f.sources[0].Token(ctx)
+		got <- err
+	}()
+	<-h.arrived
+	srv.restart(t)
+	close(h.release)
+	if err := <-got; err != nil {
+		t.Fatalf("replica 0: Token() across the restart = %v", err)
+	}
+	if st := f.srv.Stats(); st.Refreshes != 3 {
+		t.Errorf("server refreshes = %d, want 3", st.Refreshes)
+	}
+	stored, err := f.replicaStore(0).Load(ctx)
+	if err != nil || !f.srv.Alive(stored.RefreshToken) {
+		t.Fatalf("after the restart the store does not hold the new token (%v)", err)
+	}
+	tokens, errs := f.round(ctx)
+	if len(errs) != 0 || len(tokens) != 1 {
+		t.Errorf("after the restart: %d tokens, errors %v; want 1 token, no error", len(tokens), errs)
+	}
+	for round := range 3 {
+		f.expire(ctx, 3+round)
+	}
+	f.check(6)
+}
+
+// TestFleetSaveAfterRedisDown: Redis is down when a refreshed token comes
+// back, so its save fails. The replica serves the token from memory and
+// saves it once Redis is back and its own lease has lapsed; then the fleet
+// adopts it and carries on.
+func TestFleetSaveAfterRedisDown(t *testing.T) {
+	const leaseTTL = 500 * time.Millisecond
+	srv := ownServer(t, "--save", "", "--appendonly", "yes", "--appendfsync", "always")
+	f := newFleet(t, srv.addr, leaseTTL)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for round := range 2 {
+		f.expire(ctx, round)
+	}
+
+	f.clock.Advance(accessLifetime + time.Second)
+	h := f.gate.hold()
+	got := make(chan error, 1)
+	go func() {
+		_, err := f.sources[0].Token(ctx)
+		got <- err
+	}()
+	<-h.arrived
+	srv.stop()
+	close(h.release)
+	if err := <-got; err != nil {
+		t.Fatalf("replica 0: Token() with Redis down at save time = %v, want the new token from memory", err)
+	}
+	if n := f.sources[0].Stats().SaveFailures; n == 0 {
+		t.Errorf("replica 0: SaveFailures = 0, want the failed save counted")
+	}
+	srv.restart(t)
+
+	// The other replicas wait (the test does not call them) until replica
+	// 0's background save lands.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		stored, err := f.replicaStore(0).Load(ctx)
+		if err == nil && f.srv.Alive(stored.RefreshToken) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("replica 0 never saved its token after the restart (%v)", err)
+		}
+		time.Sleep(20 * time.Millisecond) // waiting for a background retry with backoff
+	}
+	tokens, errs := f.round(ctx)
+	if len(errs) != 0 || len(tokens) != 1 {
+		t.Errorf("after the save: %d tokens, errors %v; want 1 token, no error", len(tokens), errs)
+	}
+	for round := range 3 {
+		f.expire(ctx, 3+round)
+	}
+	f.check(6)
 }
