@@ -45,9 +45,14 @@
 // Fail closed. When Redis cannot be reached every method returns an error
 // ("bearer/redisstore: ...", wrapping go-redis's) instead of guessing: no
 // refresh happens without the lease, and the Source keeps serving its
-// access token while it is valid. Calls return when their ctx ends; give the
-// client ContextTimeoutEnabled so that go-redis also stops the command then
-// rather than at its own ReadTimeout.
+// access token while it is valid. The one exception is the save after a
+// refresh: the refresh token is spent by then, so CompareAndSwap keeps
+// trying, under the lease it still holds, until ctx ends (the Source's
+// refresh timeout). A Redis that comes back in time gets the new token
+// before any other replica can take the lease and send the spent one.
+// Calls return when their ctx ends; give the client ContextTimeoutEnabled
+// so that go-redis also stops the command then rather than at its own
+// ReadTimeout.
 //
 // Persistence. Run Redis with persistence (appendonly yes) or a replica
 // that takes over: the stored token is the fleet's only record of which

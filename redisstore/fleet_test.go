@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/tokenkit/bearer"
 	"github.com/tokenkit/bearer/bearertest"
 )
@@ -115,8 +116,9 @@ type gate struct {
 }
 
 type held struct {
-	arrived chan struct{} // closed when the request arrives
-	release chan struct{} // closed by the test to let it go on
+	arrived  chan struct{} // closed when the request arrives
+	release  chan struct{} // closed by the test to let it go on
+	answered chan struct{} // closed when the answer was passed back
 }
 
 func newGate(t *testing.T, target string) *gate {
@@ -128,7 +130,8 @@ func newGate(t *testing.T, target string) *gate {
 	g := &gate{done: make(chan struct{})}
 	proxy := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: u.Scheme, Host: u.Host})
 	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if h := g.next.Swap(nil); h != nil {
+		h := g.next.Swap(nil)
+		if h != nil {
 			close(h.arrived)
 			select {
 			case <-h.release:
@@ -136,6 +139,9 @@ func newGate(t *testing.T, target string) *gate {
 			}
 		}
 		proxy.ServeHTTP(w, r)
+		if h != nil {
+			close(h.answered)
+		}
 	}))
 	t.Cleanup(hs.Close)
 	t.Cleanup(func() { close(g.done) }) // runs before hs.Close
@@ -145,9 +151,38 @@ func newGate(t *testing.T, target string) *gate {
 
 // hold makes the gate hold the next request.
 func (g *gate) hold() *held {
-	h := &held{arrived: make(chan struct{}), release: make(chan struct{})}
+	h := &held{arrived: make(chan struct{}), release: make(chan struct{}), answered: make(chan struct{})}
 	g.next.Store(h)
 	return h
+}
+
+// failedScript returns a channel closed when a script run by rdb first
+// fails (after go-redis's own retries).
+func failedScript(rdb redis.UniversalClient) <-chan struct{} {
+	h := &scriptHook{failed: make(chan struct{})}
+	rdb.AddHook(h)
+	return h.failed
+}
+
+type scriptHook struct {
+	once   sync.Once
+	failed chan struct{}
+}
+
+func (h *scriptHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h *scriptHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		err := next(ctx, cmd)
+		if err != nil && (cmd.Name() == "evalsha" || cmd.Name() == "eval") {
+			h.once.Do(func() { close(h.failed) })
+		}
+		return err
+	}
+}
+
+func (h *scriptHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
 }
 
 // replicaStore returns a Store on a client of its own, as a replica has.
@@ -393,14 +428,15 @@ func TestFleetRedisRestartDuringRefresh(t *testing.T) {
 	f.check(6)
 }
 
-// TestFleetSaveAfterRedisDown: Redis is down when a refreshed token comes
-// back, so its save fails. The replica serves the token from memory and
-// saves it once Redis is back and its own lease has lapsed; then the fleet
-// adopts it and carries on.
+// TestFleetSaveAfterRedisDown: Redis goes down while a replica's refresh
+// request is in flight, so the new token cannot be saved when it arrives.
+// The replica keeps its lease (persisted with the data) and retries the
+// save; the others, started as soon as Redis is back, wait for that lease
+// and adopt the saved token instead of sending the spent refresh token
+// again.
 func TestFleetSaveAfterRedisDown(t *testing.T) {
-	const leaseTTL = 500 * time.Millisecond
 	srv := ownServer(t, "--save", "", "--appendonly", "yes", "--appendfsync", "always")
-	f := newFleet(t, srv.addr, leaseTTL)
+	f := newFleet(t, srv.addr, 0)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	for round := range 2 {
@@ -414,33 +450,22 @@ func TestFleetSaveAfterRedisDown(t *testing.T) {
 		_, err := f.sources[0].Token(ctx)
 		got <- err
 	}()
+	failed := failedScript(f.stores[0].rdb)
 	<-h.arrived
 	srv.stop()
 	close(h.release)
-	if err := <-got; err != nil {
-		t.Fatalf("replica 0: Token() with Redis down at save time = %v, want the new token from memory", err)
-	}
-	if n := f.sources[0].Stats().SaveFailures; n == 0 {
-		t.Errorf("replica 0: SaveFailures = 0, want the failed save counted")
-	}
+	<-failed // the server rotated the token; the save met a dead Redis
 	srv.restart(t)
 
-	// The other replicas wait (the test does not call them) until replica
-	// 0's background save lands.
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		stored, err := f.replicaStore(0).Load(ctx)
-		if err == nil && f.srv.Alive(stored.RefreshToken) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("replica 0 never saved its token after the restart (%v)", err)
-		}
-		time.Sleep(20 * time.Millisecond) // waiting for a background retry with backoff
-	}
 	tokens, errs := f.round(ctx)
+	if err := <-got; err != nil {
+		t.Fatalf("replica 0: Token() = %v", err)
+	}
 	if len(errs) != 0 || len(tokens) != 1 {
-		t.Errorf("after the save: %d tokens, errors %v; want 1 token, no error", len(tokens), errs)
+		t.Errorf("after the restart: %d tokens, errors %v; want 1 token, no error", len(tokens), errs)
+	}
+	if n := f.sources[0].Stats().SaveFailures; n != 0 {
+		t.Errorf("replica 0: SaveFailures = %d, want the save to wait for Redis", n)
 	}
 	for round := range 3 {
 		f.expire(ctx, 3+round)

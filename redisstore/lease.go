@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	mrand "math/rand/v2"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/tokenkit/bearer"
@@ -59,7 +61,8 @@ return {0, interrupted}
 // casScript saves a new token if the lease is still held and the stored
 // fingerprint is the old one (an empty old fingerprint means "no token
 // stored"), then clears the refresh-in-flight record. It writes nothing
-// otherwise.
+// otherwise. A store that already holds the new token counts as saved: the
+// script is run again when its reply was lost.
 //
 // KEYS: token, lock, refreshing. ARGV: owner, old fingerprint, value,
 // new fingerprint.
@@ -67,11 +70,15 @@ var casScript = redis.NewScript(`
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then
 	return 1
 end
+local cur = redis.call('HGET', KEYS[1], 'rt')
+if cur == ARGV[4] then
+	return 0
+end
 if ARGV[2] == '' then
 	if redis.call('EXISTS', KEYS[1]) == 1 then
 		return 2
 	end
-elseif redis.call('HGET', KEYS[1], 'rt') ~= ARGV[2] then
+elseif cur ~= ARGV[2] then
 	return 2
 end
 redis.call('DEL', KEYS[1])
@@ -127,6 +134,13 @@ func (l *lease) Begin(ctx context.Context, old *bearer.Token) (bool, error) {
 
 // CompareAndSwap saves new if the lease is still held and the store still
 // holds old's refresh token, and clears Begin's record, all in one script.
+//
+// Unlike the other methods it does not give up when Redis cannot be
+// reached: it tries again, with backoff, until ctx ends. It runs after
+// old's refresh token was spent, and saving under the lease still held is
+// what keeps the other replicas, blocked on that lease, from sending the
+// spent token once Redis is back. A store found already holding new (the
+// reply to an earlier try was lost) counts as saved.
 func (l *lease) CompareAndSwap(ctx context.Context, old, new *bearer.Token) error {
 	s := l.s
 	val, newFP, err := s.encode(new)
@@ -137,26 +151,80 @@ func (l *lease) CompareAndSwap(ctx context.Context, old, new *bearer.Token) erro
 	if old != nil {
 		oldFP = fingerprint(old)
 	}
-	var code int64
-	err = do(ctx, func(ctx context.Context) error {
-		var err error
-		code, err = casScript.Run(ctx, s.rdb,
-			[]string{s.key, s.lockKey(), s.refreshingKey()},
-			l.owner, oldFP, val, newFP).Int64()
-		return err
-	})
-	if err != nil {
-		return s.errorf("saving the refreshed token", err)
+	const doing = "saving the refreshed token"
+	var lastErr error // of the previous try, for when ctx ends during one
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for backoff := casBackoff; ; backoff = min(2*backoff, casMaxBackoff) {
+		var code int64
+		err := do(ctx, func(ctx context.Context) error {
+			var err error
+			code, err = casScript.Run(ctx, s.rdb,
+				[]string{s.key, s.lockKey(), s.refreshingKey()},
+				l.owner, oldFP, val, newFP).Int64()
+			return err
+		})
+		if err == nil {
+			switch code {
+			case replyOK:
+				return nil
+			case replyLost:
+				return fmt.Errorf("bearer/redisstore: %s at %q: %w", doing, s.key, bearer.ErrLockLost)
+			case replyConflict:
+				return fmt.Errorf("bearer/redisstore: %s at %q: %w", doing, s.key, bearer.ErrConflict)
+			}
+			return fmt.Errorf("bearer/redisstore: %s at %q: unexpected reply %d", doing, s.key, code)
+		}
+		if ctx.Err() != nil && lastErr != nil {
+			return fmt.Errorf("bearer/redisstore: %s at %q: %w (gave up: %w)", doing, s.key, lastErr, ctx.Err())
+		}
+		if ctx.Err() != nil || !transient(err) {
+			return s.errorf(doing, err)
+		}
+		lastErr = err
+		wait := backoff/2 + mrand.N(backoff/2+1)
+		if timer == nil {
+			timer = time.NewTimer(wait)
+		} else {
+			timer.Reset(wait)
+		}
+		select {
+		case <-timer.C:
+		case <-ctx.Done():
+			return fmt.Errorf("bearer/redisstore: %s at %q: %w (gave up: %w)", doing, s.key, err, ctx.Err())
+		}
 	}
-	switch code {
-	case replyOK:
-		return nil
-	case replyLost:
-		return fmt.Errorf("bearer/redisstore: saving the refreshed token at %q: %w", s.key, bearer.ErrLockLost)
-	case replyConflict:
-		return fmt.Errorf("bearer/redisstore: saving the refreshed token at %q: %w", s.key, bearer.ErrConflict)
+}
+
+// Backoff of CompareAndSwap while Redis cannot be reached.
+const (
+	casBackoff    = 50 * time.Millisecond
+	casMaxBackoff = time.Second
+)
+
+// transient reports whether a Redis call that failed with err, while its
+// ctx had not ended, may succeed if tried again: the server could not be
+// reached (a timeout included) or is not ready yet (loading its data,
+// failing over). Error replies about the command or the data, and a closed
+// client, are final.
+func transient(err error) bool {
+	if errors.Is(err, redis.ErrClosed) {
+		return false
 	}
-	return fmt.Errorf("bearer/redisstore: saving the refreshed token at %q: unexpected reply %d", s.key, code)
+	var rerr redis.Error
+	if errors.As(err, &rerr) {
+		for _, p := range []string{"LOADING", "TRYAGAIN", "CLUSTERDOWN", "MASTERDOWN", "READONLY", "BUSY "} {
+			if redis.HasErrorPrefix(err, p) {
+				return true
+			}
+		}
+		return false
+	}
+	return true
 }
 
 // Unlock releases the lease if it is still ours. A lapsed lease, maybe

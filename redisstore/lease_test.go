@@ -392,3 +392,85 @@ func TestUnlockLapsed(t *testing.T) {
 		t.Error("b's Unlock left the lease")
 	}
 }
+
+// TestCompareAndSwapRetried checks that a swap whose reply was lost can be
+// run again: finding new already stored counts as saved.
+func TestCompareAndSwapRetried(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	old, next := testToken(), &bearer.Token{AccessToken: "at-2", RefreshToken: "rt-2"}
+	if err := s.Save(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	l := lock(t, s)
+	defer unlock(t, l)
+	for i := range 2 {
+		if err := l.CompareAndSwap(ctx, old, next); err != nil {
+			t.Fatalf("CompareAndSwap() #%d = %v", i+1, err)
+		}
+	}
+	if got, err := s.Load(ctx); err != nil || !sameToken(got, next) {
+		t.Errorf("Load() = %v, %v, want %v", got, err, next)
+	}
+}
+
+// TestCompareAndSwapWaitsForRedis checks that a swap tries again while
+// Redis is down, until ctx ends or Redis is back, and that the lease kept
+// in Redis's data still fences it after the restart.
+func TestCompareAndSwapWaitsForRedis(t *testing.T) {
+	srv := ownServer(t, "--save", "", "--appendonly", "yes", "--appendfsync", "always")
+	ctx := context.Background()
+	s := New(newClient(t, srv.addr), testKey(t))
+	old, next := testToken(), &bearer.Token{AccessToken: "at-2", RefreshToken: "rt-2"}
+	if err := s.Save(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	l := lock(t, s)
+	if _, err := l.Begin(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	srv.stop()
+
+	tctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	start := time.Now()
+	err := l.CompareAndSwap(tctx, old, next)
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("CompareAndSwap() with Redis down = %v, want it to try until ctx ends", err)
+	}
+	if elapsed := time.Since(start); elapsed < 250*time.Millisecond {
+		t.Errorf("CompareAndSwap() gave up after %v, before ctx ended", elapsed)
+	}
+
+	failed := failedScript(s.rdb)
+	done := make(chan error, 1)
+	go func() { done <- l.CompareAndSwap(ctx, old, next) }()
+	<-failed
+	srv.restart(t)
+	if err := <-done; err != nil {
+		t.Fatalf("CompareAndSwap() across the restart = %v", err)
+	}
+	if got, err := s.Load(ctx); err != nil || !sameToken(got, next) {
+		t.Errorf("Load() = %v, %v, want %v", got, err, next)
+	}
+	unlock(t, l)
+}
+
+// TestCompareAndSwapFinalError checks that an error reply from Redis is
+// not tried again.
+func TestCompareAndSwapFinalError(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s := newStore(t)
+	l := lock(t, s)
+	defer unlock(t, l)
+	s.rdb.Set(ctx, s.key, "a string, not a hash", 0)
+	start := time.Now()
+	err := l.CompareAndSwap(ctx, testToken(), &bearer.Token{AccessToken: "at-2", RefreshToken: "rt-2"})
+	if err == nil || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, bearer.ErrConflict) {
+		t.Fatalf("CompareAndSwap() on a string key = %v, want Redis's WRONGTYPE error", err)
+	}
+	if elapsed := time.Since(start); elapsed > time.Second {
+		t.Errorf("CompareAndSwap() took %v, want no retries", elapsed)
+	}
+}

@@ -301,9 +301,24 @@ func TestUnreachable(t *testing.T) {
 		{"Save", func() error { return s.Save(ctx, testToken()) }},
 		{"Lock", func() error { _, err := s.Lock(ctx); return err }},
 		{"Begin", func() error { _, err := l2.Begin(ctx, testToken()); return err }},
-		{"CompareAndSwap", func() error { return l2.CompareAndSwap(ctx, testToken(), testToken()) }},
 		{"Unlock", func() error { return l2.Unlock(ctx) }},
 	}
+	// CompareAndSwap alone keeps trying until ctx ends.
+	t.Run("CompareAndSwap", func(t *testing.T) {
+		// Longer than go-redis's own retries, so that one try fails.
+		cctx, cancel := context.WithTimeout(ctx, 2500*time.Millisecond)
+		defer cancel()
+		start := time.Now()
+		err := l2.CompareAndSwap(cctx, testToken(), testToken())
+		t.Logf("CompareAndSwap() = %v (after %v)", err, time.Since(start).Round(time.Millisecond))
+		if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "refused") {
+			t.Errorf("CompareAndSwap() = %v, want the refused connection and DeadlineExceeded", err)
+		}
+		noSecrets(t, err.Error())
+		if elapsed := time.Since(start); elapsed > 5*time.Second {
+			t.Errorf("CompareAndSwap() took %v, want it to end with ctx", elapsed)
+		}
+	})
 	t.Run("calls", func(t *testing.T) {
 		for _, c := range calls {
 			t.Run(c.name, func(t *testing.T) {
