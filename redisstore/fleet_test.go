@@ -472,3 +472,54 @@ func TestFleetSaveAfterRedisDown(t *testing.T) {
 	}
 	f.check(6)
 }
+
+// TestFleetHolderDiesAfterSending: a replica takes the lease, records its
+// refresh, sends it and dies before saving, so the stored refresh token is
+// spent. The fleet cannot recover without a person; every replica reports
+// an error that matches both ErrInterrupted and ErrReauthorize.
+func TestFleetHolderDiesAfterSending(t *testing.T) {
+	const leaseTTL = 300 * time.Millisecond
+	f := newFleet(t, redisAddr(t), leaseTTL)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	f.expire(ctx, 0)
+
+	dead := f.replicaStore(leaseTTL)
+	l, err := dead.Lock(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur, err := l.Load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Begin(ctx, cur); err != nil {
+		t.Fatal(err)
+	}
+	// The dead replica's request: a Source of its own, saving nowhere shared.
+	lost := bearer.NewSource(bearer.Config{
+		TokenURL:     f.srv.TokenURL(),
+		ClientID:     bearertest.DefaultClientID,
+		ClientSecret: bearertest.DefaultClientSecret,
+		HTTPClient:   f.srv.Client(),
+		Now:          f.clock.Now,
+	}, bearer.NewMemoryStore(cur))
+	defer lost.Close()
+	f.clock.Advance(accessLifetime + time.Second)
+	if _, err := lost.Token(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	_, errs := f.round(ctx)
+	if len(errs) != replicas*callsPerRound {
+		t.Errorf("%d of %d calls failed, want all", len(errs), replicas*callsPerRound)
+	}
+	for _, err := range errs {
+		if !errors.Is(err, bearer.ErrInterrupted) || !errors.Is(err, bearer.ErrReauthorize) {
+			t.Errorf("Token() = %v, want ErrInterrupted and ErrReauthorize", err)
+		}
+	}
+	if st := f.srv.Stats(); st.Refreshes != 2 {
+		t.Errorf("server refreshes = %d, want 2 (the first expiry and the dead replica's)", st.Refreshes)
+	}
+}
