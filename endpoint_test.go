@@ -675,8 +675,9 @@ func TestRetryStopsWithContext(t *testing.T) {
 		if n := mt.GetTotalCallCount(); n != 1 {
 			t.Errorf("requests = %d, want 1 (a 60 s wait outlasts the 5 s deadline)", n)
 		}
-		if d := time.Since(start); d > 5*time.Second {
-			t.Errorf("refreshGrant took %v, want no more than the 5 s deadline", d)
+		// Waiting would outlast the deadline: the answer comes at once.
+		if d := time.Since(start); d != 0 {
+			t.Errorf("refreshGrant took %v of fake time, want 0", d)
 		}
 	})
 }

@@ -277,6 +277,32 @@ func TestSecretsRetrieveErrors(t *testing.T) {
 	}
 }
 
+func TestSecretsParseTokenResponse(t *testing.T) {
+	tests := []struct {
+		name, contentType, body string
+	}{
+		{"truncated", "application/json", `{"access_token":"` + secAT + `","refresh_token":"` + secRT + `","inf`},
+		{"wrong type", "application/json", `{"access_token":"` + secAT + `","refresh_token":"` + secRT + `","expires_in":{"x":"` + secCS + `"}}`},
+		{"lifetime", "application/json", `{"access_token":"` + secAT + `","expires_in":"` + secCS + `"}`},
+		{"CRLF", "application/json", `{"access_token":"` + secAT + `\r\n","refresh_token":"` + secRT + `"}`},
+		{"mac", "application/json", `{"access_token":"` + secAT + `","refresh_token":"` + secRT + `","token_type":"mac"}`},
+		{"array", "application/json", `["` + secAT + `","` + secRT + `"]`},
+		{"html", "text/html", `<html>` + secAT + `</html>`},
+		{"form CRLF", "application/x-www-form-urlencoded", "access_token=" + secAT + "%0D%0A&refresh_token=" + secRT},
+		{"form lifetime", "application/x-www-form-urlencoded", "access_token=" + secAT + "&expires_in=" + secCS},
+		{"huge", "application/json", `{"access_token":"` + secAT + strings.Repeat("x", 2<<20) + `"}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tok, err := ParseTokenResponse([]byte(tt.body), tt.contentType, epNow)
+			if err == nil {
+				t.Fatalf("ParseTokenResponse = %v, want an error", tok)
+			}
+			secErrCheck(t, err)
+		})
+	}
+}
+
 func TestSecretsRetrieveErrorsEncodedEcho(t *testing.T) {
 	// Secrets with characters that the request encoding escapes: an
 	// error page echoing the raw request shows them escaped, which is no

@@ -120,6 +120,12 @@ func TestTokenResponse(t *testing.T) {
 				t.Fatalf("refreshGrant: %v", err)
 			}
 			tkTokenEqual(t, got, &tt.want)
+
+			parsed, err := ParseTokenResponse([]byte(tt.body), tt.contentType, epNow)
+			if err != nil {
+				t.Fatalf("ParseTokenResponse: %v", err)
+			}
+			tkTokenEqual(t, parsed, &tt.want)
 		})
 	}
 }
@@ -184,6 +190,7 @@ func TestTokenResponseRejected(t *testing.T) {
 		{name: "form CRLF", contentType: "application/x-www-form-urlencoded", body: `access_token=at%0D%0A1`},
 		{name: "form negative expires_in", contentType: "application/x-www-form-urlencoded", body: `access_token=at-1&expires_in=-5`},
 		{name: "form missing access_token", contentType: "application/x-www-form-urlencoded", body: `token_type=Bearer`},
+		{name: "form over 1 MiB", contentType: "application/x-www-form-urlencoded", body: "access_token=at-1&padding=" + strings.Repeat("a", 2<<20)},
 		{name: "form token_type mac", contentType: "application/x-www-form-urlencoded", body: `access_token=at-1&token_type=mac`},
 	}
 	for _, tt := range tests {
@@ -233,6 +240,20 @@ func TestTokenResponseRejected(t *testing.T) {
 			if len(err.Error()) > 1000 {
 				t.Errorf("len(err.Error()) = %d, want a short message", len(err.Error()))
 			}
+			if status != 200 {
+				return
+			}
+			func() {
+				defer func() {
+					if p := recover(); p != nil {
+						t.Fatalf("ParseTokenResponse panicked: %v", p)
+					}
+				}()
+				tok, err = ParseTokenResponse([]byte(tt.body), ct, epNow)
+			}()
+			if err == nil || tok != nil {
+				t.Errorf("ParseTokenResponse = %v, %v; want nil and an error", tok, err)
+			}
 		})
 	}
 }
@@ -256,6 +277,14 @@ func (b *tkCountingBody) Close() error {
 	return nil
 }
 
+// tkSniff returns the Content-Type for a body-cap case by its name.
+func tkSniff(name string) string {
+	if strings.Contains(name, "form") {
+		return "application/x-www-form-urlencoded"
+	}
+	return "application/json"
+}
+
 // tkEndlessReader yields 'a' forever.
 type tkEndlessReader struct{}
 
@@ -276,7 +305,15 @@ func TestTokenResponseBodyCap(t *testing.T) {
 			return io.MultiReader(strings.NewReader(`{"access_token":"`), strings.NewReader(strings.Repeat("a", 2<<20)), strings.NewReader(`"}`))
 		}},
 		{"500 of 2 MiB", 500, func() io.Reader { return strings.NewReader(strings.Repeat("<p>oops</p>", 2<<20/11)) }},
-		{"200 endless", 200, func() io.Reader { return io.MultiReader(strings.NewReader(`{"access_token":"`), tkEndlessReader{}) }},
+		// Bounded, so that a regression fails instead of exhausting memory.
+		{"200 of 64 MiB", 200, func() io.Reader {
+			return io.MultiReader(strings.NewReader(`{"access_token":"`), io.LimitReader(tkEndlessReader{}, 64<<20))
+		}},
+		// A form answer stays parseable when cut: only the size check
+		// rejects it.
+		{"200 form of 2 MiB", 200, func() io.Reader {
+			return strings.NewReader("access_token=at-1&token_type=Bearer&padding=" + strings.Repeat("a", 2<<20))
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -284,7 +321,7 @@ func TestTokenResponseBodyCap(t *testing.T) {
 			cfg, _ := epConfig(func(req *http.Request) (*http.Response, error) {
 				return &http.Response{
 					StatusCode:    tt.status,
-					Header:        http.Header{"Content-Type": {"application/json"}},
+					Header:        http.Header{"Content-Type": {tkSniff(tt.name)}},
 					Body:          body,
 					ContentLength: -1,
 					Request:       req,
