@@ -3,6 +3,7 @@ package bearer
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -314,21 +315,32 @@ func TestSecretsRetrieveErrorsEncodedEcho(t *testing.T) {
 			t.Log("BUG: excerpt (errors.go) removes secrets only as sent verbatim, not url- or JSON-escaped as the request carried them")
 		}
 	})
-	escaped := []string{rt, cs, url.QueryEscape(rt), url.QueryEscape(cs), `CS\u0026SECRET\u003c55de\u003e`, `CS\\u0026SECRET\\u003c55de\\u003e`}
+	basic := base64.StdEncoding.EncodeToString([]byte("c:" + url.QueryEscape(cs)))
+	escaped := []string{rt, cs, url.QueryEscape(rt), url.QueryEscape(cs), `CS\u0026SECRET\u003c55de\u003e`, `CS\\u0026SECRET\\u003c55de\\u003e`, basic}
+	echoBody := secEcho(500, "text/plain", func(b string) string { return b })
+	echoAuth := func(req *http.Request) (*http.Response, error) {
+		resp := httpmock.NewStringResponse(500, "Authorization: "+req.Header.Get("Authorization"))
+		resp.Header.Set("Content-Type", "text/plain")
+		return resp, nil
+	}
 	tests := []struct {
-		name string
-		enc  Encoding
+		name  string
+		enc   Encoding
+		style AuthStyle
+		r     httpmock.Responder
 	}{
-		{"json", JSON},
-		{"form", Form},
+		{"json", JSON, AuthInBody, echoBody},
+		{"form", Form, AuthInBody, echoBody},
+		{"basic header", JSON, AuthBasic, echoAuth},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			// The echo is short enough that the excerpt holds all of it.
-			cfg, mt := epConfig(secEcho(500, "text/plain", func(b string) string { return b }))
+			cfg, mt := epConfig(tt.r)
 			cfg.ClientID = "c"
 			cfg.ClientSecret = cs
 			cfg.Encoding = tt.enc
+			cfg.AuthStyle = tt.style
 			cfg.MaxRetries = -1
 			_, err := cfg.refreshGrant(t.Context(), rt)
 			if err == nil {
