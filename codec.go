@@ -70,11 +70,11 @@ func (c gcmCodec) Open(data []byte) ([]byte, error) {
 
 // storedToken is the JSON form of a Token at rest.
 type storedToken struct {
-	AccessToken   string          `json:"access_token"`
-	TokenType     string          `json:"token_type,omitempty"`
-	RefreshToken  string          `json:"refresh_token,omitempty"`
-	Expiry        *time.Time      `json:"expiry,omitempty"`
-	RefreshExpiry *time.Time      `json:"refresh_expiry,omitempty"`
+	AccessToken   string     `json:"access_token"`
+	TokenType     string     `json:"token_type,omitempty"`
+	RefreshToken  string     `json:"refresh_token,omitempty"`
+	Expiry        *time.Time `json:"expiry,omitempty"`
+	RefreshExpiry *time.Time `json:"refresh_expiry,omitempty"`
 	// Info is kept as a string so that its bytes survive verbatim:
 	// encoding/json would compact or re-indent a raw message.
 	Info *string `json:"info,omitempty"`

@@ -288,7 +288,6 @@ func originPort(u *url.URL) string {
 	return ""
 }
 
-
 // canReplay reports whether req's body can be sent a second time.
 func canReplay(req *http.Request) bool {
 	return req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
