@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -143,12 +144,22 @@ func TestMultiprocessOneRefreshPerExpiry(t *testing.T) {
 		}
 		c.exited <- nil
 		_, lines := c.out.snapshot()
+		errs := 0
 		for _, l := range lines {
+			if strings.HasPrefix(l, "error") {
+				if errs++; errs <= 3 {
+					t.Errorf("child %d: %s", i, l)
+				}
+				continue
+			}
 			var req, fail, ref, adopted, rfail int
 			var stop int64
 			if _, err := fmt.Sscanf(l, "stats requests=%d failures=%d refreshes=%d adopted=%d refreshfailures=%d end=%d", &req, &fail, &ref, &adopted, &rfail, &stop); err != nil {
 				t.Errorf("child %d: %s", i, l)
 				continue
+			}
+			if errs > 3 {
+				t.Errorf("child %d: %d more error lines", i, errs-3)
 			}
 			t.Logf("child %d: requests %d, failed %d, refreshes %d, adopted %d, failed refreshes %d", i, req, fail, ref, adopted, rfail)
 			childRefreshes += ref
