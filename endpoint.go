@@ -161,6 +161,10 @@ func (c *Config) retrieve(ctx context.Context, params map[string]string, secrets
 		return nil, err
 	}
 	secrets = append(secrets, c.ClientSecret)
+	if c.AuthStyle == AuthBasic {
+		// An echoed Authorization header holds the secret in base64.
+		secrets = append(secrets, base64.StdEncoding.EncodeToString([]byte(url.QueryEscape(c.ClientID)+":"+url.QueryEscape(c.ClientSecret))))
+	}
 	body, contentType, err := c.encode(params)
 	if err != nil {
 		return nil, err

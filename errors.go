@@ -1,8 +1,11 @@
 package bearer
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -116,24 +119,21 @@ func (e *RetrieveError) temporary() bool {
 }
 
 // excerpt returns at most max printable characters of body with every
-// secret removed: servers echo requests in error pages.
+// secret removed: servers echo requests in error pages, raw, url-encoded,
+// JSON-escaped or with invisible characters inside. What is left is
+// checked once more with only letters and digits compared; a body that
+// still holds a secret that way is withheld whole.
 func excerpt(body []byte, secrets []string, max int) string {
-	s := string(body)
+	s := printable(string(body))
+	for _, sec := range secretForms(secrets) {
+		s = strings.ReplaceAll(s, sec, redacted)
+	}
+	skeleton := alnum(s)
 	for _, sec := range secrets {
-		if len(sec) >= 4 {
-			s = strings.ReplaceAll(s, sec, redacted)
+		if k := alnum(sec); len(k) >= 6 && strings.Contains(skeleton, k) {
+			return "[withheld: the answer echoes a credential]"
 		}
 	}
-	s = strings.Map(func(r rune) rune {
-		if unicode.IsSpace(r) {
-			return ' '
-		}
-		if !unicode.IsPrint(r) {
-			return -1
-		}
-		return r
-	}, s)
-	s = strings.Join(strings.Fields(s), " ")
 	if len(s) > max {
 		// Cut on a rune boundary.
 		i := max
@@ -143,6 +143,47 @@ func excerpt(body []byte, secrets []string, max int) string {
 		s = s[:i] + "…"
 	}
 	return s
+}
+
+// printable folds white space and drops what cannot be printed.
+func printable(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsSpace(r) {
+			return ' '
+		}
+		if !unicode.IsPrint(r) {
+			return -1
+		}
+		return r
+	}, s)
+	return strings.Join(strings.Fields(s), " ")
+}
+
+// secretForms lists each secret as a server might echo it, longest first
+// so that a longer form is replaced before a shorter one inside it.
+func secretForms(secrets []string) []string {
+	var forms []string
+	for _, sec := range secrets {
+		if len(sec) < 4 {
+			continue
+		}
+		j, _ := json.Marshal(sec)
+		for _, f := range []string{sec, url.QueryEscape(sec), url.PathEscape(sec), string(j[1 : len(j)-1])} {
+			forms = append(forms, printable(f))
+		}
+	}
+	sort.Slice(forms, func(i, k int) bool { return len(forms[i]) > len(forms[k]) })
+	return forms
+}
+
+// alnum keeps only letters and digits.
+func alnum(s string) string {
+	return strings.Map(func(r rune) rune {
+		if unicode.IsLetter(r) || unicode.IsDigit(r) {
+			return r
+		}
+		return -1
+	}, s)
 }
 
 func utf8RuneStart(b byte) bool { return b&0xC0 != 0x80 }
