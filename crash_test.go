@@ -232,6 +232,7 @@ func TestCrashSafetyFileStore(t *testing.T) {
 	deadline := time.Now().Add(18 * time.Second)
 	var fig crashFigures
 	wasInterrupted := false
+	stalls := 0
 	for srv.Stats().Refreshes < wantCycles {
 		if time.Now().After(deadline) {
 			t.Fatalf("only %d rotations before the deadline, want %d", srv.Stats().Refreshes, wantCycles)
@@ -242,9 +243,19 @@ func TestCrashSafetyFileStore(t *testing.T) {
 		// Killed at a random moment: 0-30 ms after its k-th refresh.
 		k := 1 + rng.IntN(6)
 		if !c.waitProgress(k, 5*time.Second) {
-			_, lines := c.out.snapshot()
+			n, lines := c.out.snapshot()
+			dump := c.dump()
+			if n == 0 && len(lines) == 0 && !strings.Contains(dump, "goroutine ") && stalls < 3 {
+				// SIGQUIT found no Go runtime to print goroutines: the
+				// child stalled before it started (seen on an overloaded
+				// host) and never touched the file. A hang in bearer would
+				// have printed its goroutines.
+				stalls++
+				t.Logf("child %d stalled before starting; starting another", fig.kills+1)
+				continue
+			}
 			fig.lost++
-			t.Fatalf("child %d made no progress: %v; stderr: %s", fig.kills+1, lines, c.dump())
+			t.Fatalf("child %d made %d refreshes, not %d: %v; stderr: %s", fig.kills+1, n, k, lines, dump)
 		}
 		if wasInterrupted {
 			fig.recovered++
