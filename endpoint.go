@@ -237,12 +237,12 @@ func (c *Config) send(ctx context.Context, body []byte, contentType string, secr
 	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	resp, err := hc.Do(req)
 	if err != nil {
-		return nil, &RetrieveError{Err: err}
+		return nil, &RetrieveError{Err: err, lost: true}
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
 	if err != nil {
-		return nil, &RetrieveError{StatusCode: resp.StatusCode, Err: fmt.Errorf("reading the answer: %w", err)}
+		return nil, &RetrieveError{StatusCode: resp.StatusCode, Err: fmt.Errorf("reading the answer: %w", err), lost: true}
 	}
 	if len(data) > maxBody {
 		return nil, &RetrieveError{StatusCode: resp.StatusCode, Err: fmt.Errorf("answer is larger than %d bytes", maxBody)}

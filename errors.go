@@ -71,6 +71,10 @@ type RetrieveError struct {
 	// Err is the underlying cause: a transport error, or why the answer
 	// could not be used. It may be nil.
 	Err error
+
+	// lost marks an answer that never arrived whole (a transport error,
+	// a connection cut mid-body): its outcome is unknown.
+	lost bool
 }
 
 func (e *RetrieveError) Error() string {
@@ -112,6 +116,9 @@ func (e *RetrieveError) Is(target error) bool {
 
 // temporary reports whether sending the same request again may succeed.
 func (e *RetrieveError) temporary() bool {
+	if e.lost {
+		return true
+	}
 	if e.ErrorCode != "" && e.StatusCode < 500 && e.StatusCode != 429 {
 		return false
 	}
