@@ -102,6 +102,11 @@ func (c Config) LogValue() slog.Value {
 // Hooks are callbacks for observability. They run synchronously on the
 // goroutine doing the work, so they must be quick and must not call back
 // into the Source. A nil field means none.
+//
+// The ctx they get carries the values (not the cancellation) of the caller
+// whose call started the work, so a trace span started from it is a child
+// of the caller's span; work started in the background (refreshing ahead,
+// retrying a save) gets context.Background().
 type Hooks struct {
 	// RefreshStarted is called before a token request is sent.
 	RefreshStarted func(ctx context.Context)
@@ -155,8 +160,10 @@ type Source struct {
 	ahead      atomic.Bool
 	aheadAfter atomic.Int64
 
-	mu      sync.Mutex // guards spent, pending, saving, closed and wg.Add
+	mu      sync.Mutex // guards spent, dead, deadErr, pending, saving, closed and wg.Add
 	spent   string     // the refresh token this Source spent last
+	dead    string     // a refresh token the server rejected: never sent again
+	deadErr error      // the rejection
 	pending *pendingSave
 	saving  bool // a save retry goroutine runs
 	closed  bool
@@ -440,6 +447,14 @@ func (s *Source) obtain(ctx context.Context, rejected *Token) (*Token, error) {
 		if !base.RefreshExpiry.IsZero() && !now.Before(base.RefreshExpiry) {
 			return nil, s.reauthorize(ctx, fmt.Errorf("%w: the refresh token expired at %s", ErrReauthorize, fmtTime(base.RefreshExpiry)))
 		}
+		s.mu.Lock()
+		dead, deadErr := s.dead, s.deadErr
+		s.mu.Unlock()
+		if dead != "" && base.RefreshToken == dead {
+			// Sending it again would only tell a strict server that a
+			// stolen token is being replayed.
+			return nil, deadErr
+		}
 		if lease != nil {
 			if interrupted, err = lease.Begin(ctx, base); err != nil {
 				return nil, fmt.Errorf("bearer: recording the refresh in the store: %w", err)
@@ -464,6 +479,11 @@ func (s *Source) obtain(ctx context.Context, rejected *Token) (*Token, error) {
 			}
 			if interrupted {
 				err = fmt.Errorf("%w: %w", ErrInterrupted, err)
+			}
+			if !s.cfg.ClientCredentials {
+				s.mu.Lock()
+				s.dead, s.deadErr = base.RefreshToken, err
+				s.mu.Unlock()
 			}
 			return nil, s.reauthorize(ctx, err)
 		}

@@ -629,3 +629,19 @@ func TestNeverReturnsExpiredToken(t *testing.T) {
 		t.Errorf("reuses = %d, want 0", st.ReuseAttempts)
 	}
 }
+
+func TestRejectedRefreshTokenIsNotSentAgain(t *testing.T) {
+	f := newFixture(t, bearertest.Config{Lenient: true})
+	spent := f.token()
+	f.source(NewMemoryStore(spent)).Refresh(context.Background(), spent) // spends it
+	src := f.source(NewMemoryStore(spent))
+	for i := range 3 {
+		_, err := src.Refresh(context.Background(), spent)
+		if !errors.Is(err, ErrReauthorize) {
+			t.Fatalf("call %d: error = %v, want ErrReauthorize", i, err)
+		}
+	}
+	if got := f.srv.Stats().ReuseAttempts; got != 1 {
+		t.Errorf("the spent refresh token was presented %d times, want 1", got)
+	}
+}

@@ -282,8 +282,9 @@ func headerSafe(s string) bool {
 // authorization_code grant returns it, with Expiry and RefreshExpiry
 // computed from now. The body is JSON unless contentType says
 // application/x-www-form-urlencoded. It applies the checks a refresh
-// applies, and its errors quote nothing of body. Use it to store a token
-// obtained elsewhere.
+// applies. Its errors quote no token: only an OAuth error answer's code and
+// description, and the first characters of a token_type that is not Bearer.
+// Use it to store a token obtained elsewhere.
 func ParseTokenResponse(body []byte, contentType string, now time.Time) (*Token, error) {
 	if len(body) > maxBody {
 		return nil, fmt.Errorf("bearer: token response: larger than %d bytes", maxBody)

@@ -39,7 +39,9 @@ import (
 // one, with the retrying transport as Base: retries of 5xx answers and
 // network errors then reuse the header, and the 401 retry happens once,
 // after a refresh. A retrying transport placed outside Transport must not
-// retry 401 answers itself, or each of its attempts refreshes again.
+// retry 401 answers itself, or each of its attempts refreshes again, nor
+// retry Transport's errors: an error matching [ErrReauthorize] does not
+// go away by asking again.
 //
 // The zero Transport has no Source and fails every request with
 // [ErrNoSource]. A Transport is safe for concurrent use by multiple
