@@ -183,8 +183,9 @@ func TestFaultsGiveTypedErrorsWithinTimeout(t *testing.T) {
 				if !errors.Is(err, io.ErrUnexpectedEOF) {
 					t.Errorf("error %v does not wrap io.ErrUnexpectedEOF", err)
 				}
-				if re.StatusCode != 200 || re.Body != "" {
-					t.Errorf("status, body = %d, %q; want 200 and no excerpt of a token answer", re.StatusCode, re.Body)
+				if re.StatusCode != 200 || re.Body != "" || re.Attempts != 4 {
+					t.Errorf("status, body, attempts = %d, %q, %d; want 200, no excerpt of a token answer, 4 (a lost answer is retried)",
+						re.StatusCode, re.Body, re.Attempts)
 				}
 			},
 		},
@@ -344,10 +345,6 @@ func TestFaultsTransientRecover(t *testing.T) {
 // request whose outcome is unknown, as retrieve's comment promises: on a
 // server with a reuse grace period the retry recovers the rotation within
 // the same Token call.
-//
-// It fails today: a read error after a 2xx status is not temporary (see
-// RetrieveError.temporary in errors.go), so the caller gets the error and
-// only its next call recovers.
 func TestFaultLostAnswerIsRetried(t *testing.T) {
 	tests := []struct {
 		name  string
