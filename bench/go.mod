@@ -1,0 +1,12 @@
+module github.com/tokenkit/bearer/bench
+
+go 1.26.0
+
+require (
+	github.com/tokenkit/bearer v0.0.0-00010101000000-000000000000
+	golang.org/x/oauth2 v0.38.0
+)
+
+require golang.org/x/sync v0.22.0 // indirect
+
+replace github.com/tokenkit/bearer => ../
