@@ -26,7 +26,7 @@ const (
 	mpScale    = 10
 	mpLifetime = 3 * time.Second
 	mpChildren = 4
-	mpRun      = 2500 * time.Millisecond // real time each child sends requests after its first answer
+	mpRun      = 3 * time.Second // real time each child sends requests after its first answer
 )
 
 // mpClock runs mpScale times faster than the wall clock from epoch. It
@@ -100,7 +100,7 @@ func TestMultiprocessChild(t *testing.T) {
 
 // TestMultiprocessOneRefreshPerExpiry runs four processes, each with its
 // own Source over one FileStore, against a strict server whose access
-// tokens live 300 ms, for 2.5 s: well over five expiries. The file lock
+// tokens live 300 ms, for 3 s each: well over five expiries. The file lock
 // must make them share every rotation: no refresh token is presented
 // twice, the server rotates once per token lifetime (within the bounds
 // below), and the file ends holding the family's live head.
