@@ -71,9 +71,11 @@ func Example_retryablehttp() {
 // retries every error that is not a bad redirect, scheme, header or
 // certificate, and so the errors of bearer.Transport too: a refresh that the
 // server refused (bearer.ErrReauthorize) is tried again RetryMax times, with
-// backoff (up to 30 s each by default), presenting the dead refresh token
-// to the server again each time, and the error arrives late and wrapped in
-// "giving up after 5 attempt(s)".
+// backoff (up to 30 s each by default), and the error arrives late and
+// wrapped in "giving up after 5 attempt(s)". (The Source remembers a
+// refresh token the server rejected and never presents it again, so the
+// server sees one refresh attempt; a source without that memory would
+// present the dead token on every attempt.)
 func Example_retryablehttpOutside() {
 	srv := bearertest.NewServer(bearertest.Config{})
 	defer srv.Close()
@@ -107,7 +109,7 @@ func Example_retryablehttpOutside() {
 	// Output:
 	// 200 OK after 3 attempts, 3 Token calls
 	// reauthorize: true
-	// refresh attempts: 5
+	// refresh attempts: 1
 }
 
 // flaky answers 503 to as many requests as fail holds, then sends them to
