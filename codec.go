@@ -75,6 +75,7 @@ type storedToken struct {
 	RefreshToken  string     `json:"refresh_token,omitempty"`
 	Expiry        *time.Time `json:"expiry,omitempty"`
 	RefreshExpiry *time.Time `json:"refresh_expiry,omitempty"`
+	Obtained      *time.Time `json:"obtained,omitempty"`
 	// Info is kept as a string so that its bytes survive verbatim:
 	// encoding/json would compact or re-indent a raw message.
 	Info *string `json:"info,omitempty"`
@@ -118,6 +119,10 @@ func toStored(t *Token) storedToken {
 		e := t.RefreshExpiry
 		s.RefreshExpiry = &e
 	}
+	if !t.obtained.IsZero() {
+		o := t.obtained
+		s.Obtained = &o
+	}
 	return s
 }
 
@@ -144,6 +149,9 @@ func (s *storedToken) token() (*Token, error) {
 	}
 	if s.RefreshExpiry != nil {
 		t.RefreshExpiry = *s.RefreshExpiry
+	}
+	if s.Obtained != nil {
+		t.obtained = *s.Obtained
 	}
 	return t, nil
 }

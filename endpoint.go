@@ -268,7 +268,9 @@ func (c *Config) send(ctx context.Context, body []byte, contentType string, secr
 	}
 	// A successful answer carries tokens: no excerpt of it, ever.
 	if derr != nil {
-		return nil, &RetrieveError{StatusCode: resp.StatusCode, Err: fmt.Errorf("malformed answer: %w", derr)}
+		// Cut or mangled on the way (a proxy, a reset): the server may
+		// have rotated the token, so this outcome is unknown too.
+		return nil, &RetrieveError{StatusCode: resp.StatusCode, Err: fmt.Errorf("malformed answer: %w", derr), lost: true}
 	}
 	tok, err := wire.token(now)
 	if err != nil {

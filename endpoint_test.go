@@ -575,7 +575,10 @@ func TestRetries(t *testing.T) {
 		{name: "400 invalid_request", r: epSeq(epJSON(400, `{"error":"invalid_request"}`), ok), wantCalls: 1, wantErr: true, wantStatus: 400, wantAttempts: 1},
 		{name: "401 invalid_client", r: epSeq(epJSON(401, `{"error":"invalid_client"}`), ok), wantCalls: 1, wantErr: true, wantStatus: 401, wantAttempts: 1},
 		{name: "400 html", r: epSeq(epHTML(400, "<h1>bad</h1>"), ok), wantCalls: 1, wantErr: true, wantStatus: 400, wantAttempts: 1},
-		{name: "malformed 200", r: epSeq(epJSON(200, `{"access_token":`), ok), wantCalls: 1, wantErr: true, wantStatus: 200, wantAttempts: 1},
+		// A 200 cut short has an unknown outcome, like a reset: retried.
+		{name: "malformed 200 then ok", r: epSeq(epJSON(200, `{"access_token":`), ok), wantCalls: 2},
+		{name: "malformed 200 always", r: epJSON(200, `{"access_token":`), wantCalls: 4, wantErr: true, wantStatus: 200, wantAttempts: 4},
+		{name: "unusable 200", r: epSeq(epJSON(200, `{"access_token":"a","token_type":"mac"}`), ok), wantCalls: 1, wantErr: true, wantStatus: 200, wantAttempts: 1},
 		{name: "default bound", r: html500, wantCalls: 4, wantErr: true, wantStatus: 500, wantAttempts: 4},
 		{name: "MaxRetries 2", maxRetries: 2, r: html500, wantCalls: 3, wantErr: true, wantStatus: 500, wantAttempts: 3},
 		{name: "MaxRetries 2 transport", maxRetries: 2, r: reset, wantCalls: 3, wantErr: true, wantAttempts: 3},

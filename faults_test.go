@@ -194,8 +194,9 @@ func TestFaultsGiveTypedErrorsWithinTimeout(t *testing.T) {
 			fault:   bearertest.Fault{Truncate: true},
 			timeout: 5 * time.Second,
 			check: func(t *testing.T, err error, re *bearer.RetrieveError) {
-				if re.StatusCode != 200 || re.Err == nil || re.Body != "" || re.Attempts != 1 {
-					t.Errorf("status, Err, body, attempts = %d, %v, %q, %d; want 200, malformed, no excerpt, 1",
+				// Cut short, the answer's outcome is unknown: retried.
+				if re.StatusCode != 200 || re.Err == nil || re.Body != "" || re.Attempts != 4 {
+					t.Errorf("status, Err, body, attempts = %d, %v, %q, %d; want 200, malformed, no excerpt, 4",
 						re.StatusCode, re.Err, re.Body, re.Attempts)
 				}
 			},

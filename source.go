@@ -354,7 +354,11 @@ func (s *Source) newEntry(t *Token, now time.Time) *entry {
 	if t.Expiry.IsZero() {
 		return e
 	}
-	life := max(t.Expiry.Sub(now), 0)
+	from := now
+	if !t.obtained.IsZero() && t.obtained.Before(now) {
+		from = t.obtained
+	}
+	life := max(t.Expiry.Sub(from), 0)
 	leeway := s.cfg.Leeway
 	if leeway <= 0 {
 		leeway = min(10*time.Second, life/10)

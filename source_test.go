@@ -645,3 +645,26 @@ func TestRejectedRefreshTokenIsNotSentAgain(t *testing.T) {
 		t.Errorf("the spent refresh token was presented %d times, want 1", got)
 	}
 }
+
+func TestLeewayIsAFractionOfTheWholeLifetime(t *testing.T) {
+	clock := bearertest.NewClock(time.Time{})
+	obtained := clock.Now()
+	tok := &Token{AccessToken: "a", RefreshToken: "r", Expiry: obtained.Add(100 * time.Second), obtained: obtained}
+	// Through the store, as a restarted process would see it.
+	b, err := MarshalToken(tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	loaded, err := UnmarshalToken(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !loaded.obtained.Equal(obtained) {
+		t.Fatalf("obtained after a round trip = %v, want %v", loaded.obtained, obtained)
+	}
+	s := NewSource(Config{Now: clock.Now}, nil)
+	clock.Advance(91 * time.Second) // 9 s left; the leeway is 10 s of 100
+	if e := s.newEntry(loaded, clock.Now()); s.fresh(e, clock.Now()) {
+		t.Errorf("a token 9 s before expiry is fresh, want it inside the 10 s leeway of its 100 s lifetime")
+	}
+}

@@ -36,6 +36,10 @@ type Token struct {
 	RefreshExpiry time.Time
 	// Info is the response's "info" object, verbatim; nil when absent.
 	Info json.RawMessage
+
+	// obtained is when the token endpoint answered, if known: default
+	// leeways are fractions of the whole lifetime, not of what is left.
+	obtained time.Time
 }
 
 // Encoding selects how a token request body is encoded.
@@ -253,6 +257,7 @@ func (w *wireToken) token(now time.Time) (*Token, error) {
 		TokenType:    w.TokenType,
 		RefreshToken: w.RefreshToken,
 		Info:         w.Info,
+		obtained:     now,
 	}
 	if t.TokenType == "" {
 		t.TokenType = "Bearer"
