@@ -87,7 +87,24 @@ func (f *FileStore) Lock(ctx context.Context) (Lease, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bearer: file store %s: %w", filepath.Base(f.path), err)
 	}
+	f.removeStaleTemps()
 	return &fileLease{f: f, unlock: unlock}, nil
+}
+
+// staleTemp is the age past which a temporary file is abandoned: a process
+// was killed between creating and renaming it. Live writers take
+// milliseconds.
+const staleTemp = time.Minute
+
+// removeStaleTemps deletes temporary files that crashed writers left
+// behind; they may hold tokens. Failures only leave them for next time.
+func (f *FileStore) removeStaleTemps() {
+	matches, _ := filepath.Glob(filepath.Join(filepath.Dir(f.path), "."+filepath.Base(f.path)+".tmp-*"))
+	for _, m := range matches {
+		if fi, err := os.Lstat(m); err == nil && fi.Mode().IsRegular() && time.Since(fi.ModTime()) > staleTemp {
+			os.Remove(m)
+		}
+	}
 }
 
 type fileLease struct {

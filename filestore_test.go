@@ -621,3 +621,36 @@ func TestFileLeaseCompareAndSwapNil(t *testing.T) {
 		t.Errorf("CompareAndSwap(nil, nil) = nil error, want one")
 	}
 }
+
+func TestFileStoreLockRemovesStaleTemps(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "token.json")
+	stale := filepath.Join(dir, ".token.json.tmp-123")
+	fresh := filepath.Join(dir, ".token.json.tmp-456")
+	other := filepath.Join(dir, ".other.json.tmp-789")
+	for _, p := range []string{stale, fresh, other} {
+		if err := os.WriteFile(p, []byte(`{"version":1`), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := time.Now().Add(-2 * staleTemp)
+	for _, p := range []string{stale, other} {
+		if err := os.Chtimes(p, old, old); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lease, err := NewFileStore(path).Lock(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lease.Unlock(t.Context())
+	for _, tc := range []struct {
+		path string
+		want bool
+	}{{stale, false}, {fresh, true}, {other, true}} {
+		_, err := os.Stat(tc.path)
+		if got := err == nil; got != tc.want {
+			t.Errorf("%s exists = %t, want %t", filepath.Base(tc.path), got, tc.want)
+		}
+	}
+}
