@@ -339,6 +339,7 @@ var fzUnmarshalErrors = []string{
 	"bearer: stored token is not valid JSON",
 	"bearer: stored token has neither an access nor a refresh token",
 	"bearer: stored token holds characters not allowed in a header",
+	"bearer: stored token's info is not JSON",
 }
 
 func FuzzUnmarshalToken(f *testing.F) {
