@@ -141,13 +141,13 @@ func stall(b *testing.B, newRT func(*bearertest.Server, bearertest.Grant, http.R
 	for _, n := range failures {
 		failed += n
 	}
-	µs := func(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
+	micros := func(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
 	b.ReportMetric(float64(elapsed)/float64(len(all)), "ns/op")
 	b.ReportMetric(float64(len(all)), "calls")
 	b.ReportMetric(float64(stalls), "stalls")
-	b.ReportMetric(µs(all[len(all)/2]), "p50-µs")
-	b.ReportMetric(µs(all[len(all)*99/100]), "p99-µs")
-	b.ReportMetric(µs(all[len(all)-1]), "max-µs")
+	b.ReportMetric(micros(all[len(all)/2]), "p50-µs")
+	b.ReportMetric(micros(all[len(all)*99/100]), "p99-µs")
+	b.ReportMetric(micros(all[len(all)-1]), "max-µs")
 	b.ReportMetric(float64(srv.Stats().Refreshes), "refreshes")
 	b.ReportMetric(float64(failed), "failures")
 	if failed > 0 {

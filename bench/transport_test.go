@@ -119,12 +119,25 @@ func TestTransports(t *testing.T) {
 func roundTrip(b *testing.B, rt http.RoundTripper) {
 	req := newRequest(b)
 	b.ReportAllocs()
+	cpu := cpuTime()
 	b.ResetTimer()
-	for b.Loop() {
+	for range b.N {
 		if _, err := rt.RoundTrip(req); err != nil {
 			b.Fatal(err)
 		}
 	}
+	reportCPU(b, cpu)
+}
+
+// reportCPU reports the process's CPU time per operation since start as
+// cpu-ns/op. Unlike ns/op it does not grow when other processes take the
+// CPUs; like it, it includes garbage collection. In a parallel benchmark it
+// adds up all goroutines, so it grows with contention.
+func reportCPU(b *testing.B, start time.Duration) {
+	if start == 0 {
+		return
+	}
+	b.ReportMetric(float64(cpuTime()-start)/float64(b.N), "cpu-ns/op")
 }
 
 // roundTripParallel sends req through rt b.N times from GOMAXPROCS
@@ -133,6 +146,7 @@ func roundTripParallel(b *testing.B, rt http.RoundTripper) {
 	req := newRequest(b)
 	b.ReportAllocs()
 	b.ResetTimer()
+	cpu := cpuTime()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			if _, err := rt.RoundTrip(req); err != nil {
@@ -141,6 +155,7 @@ func roundTripParallel(b *testing.B, rt http.RoundTripper) {
 			}
 		}
 	})
+	reportCPU(b, cpu)
 }
 
 // BenchmarkBase is the no-op base alone: subtract its ns/op from the others
