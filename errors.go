@@ -42,9 +42,6 @@ var (
 
 	// ErrNoSource is returned by a Transport whose Source is nil.
 	ErrNoSource = errors.New("bearer: Transport.Source is nil")
-
-	// ErrClosed is returned by a Source after Close.
-	ErrClosed = errors.New("bearer: source is closed")
 )
 
 // RetrieveError is a failed token endpoint request: an OAuth error answer,

@@ -996,8 +996,19 @@ func FuzzTransport(f *testing.F) {
 				if i != len(resps)-1 {
 					t.Errorf("RoundTrip returned answer %d of %d", i+1, len(resps))
 				}
-				if b.n != 0 || b.closed != 0 {
+				if (b.n != 0 || b.closed != 0) && r.Body == io.ReadCloser(b) {
 					t.Errorf("the answer returned was read (%d bytes) or closed (%d times)", b.n, b.closed)
+				}
+				if r.Body != nil && r.Body != io.ReadCloser(b) && !b.endless {
+					// Buffered to free the connection while Refresh ran:
+					// the caller must still read the whole answer.
+					if b.n > 64<<10+1 {
+						t.Errorf("buffered %d bytes of the answer returned, want at most 64 KiB", b.n)
+					}
+					got, err := io.ReadAll(r.Body)
+					if b.errAfter == nil && (err != nil || !bytes.Equal(got, b.data)) {
+						t.Errorf("the answer returned reads %d bytes (%v), want its %d bytes intact", len(got), err, len(b.data))
+					}
 				}
 				continue
 			}

@@ -160,12 +160,16 @@ type Source struct {
 	ahead      atomic.Bool
 	aheadAfter atomic.Int64
 
-	mu      sync.Mutex // guards spent, dead, deadErr, pending, saving, closed and wg.Add
-	spent   string     // the refresh token this Source spent last
-	dead    string     // a refresh token the server rejected: never sent again
-	deadErr error      // the rejection
+	// mu guards the fields below it and wg.Add. Refresh tokens are kept
+	// as fingerprints only, so that no print of a Source shows one.
+	mu      sync.Mutex
+	spent   []string // the refresh tokens this Source spent last, newest first
+	dead    string   // a refresh token the server rejected: never sent again
+	deadErr error    // the rejection
+	// pending is a token in use but not saved. It is written only inside
+	// the singleflight, so no refresh runs while it is saved.
 	pending *pendingSave
-	saving  bool // a save retry goroutine runs
+	saving  bool // the save retry goroutine runs
 	closed  bool
 	done    chan struct{} // closed by Close
 	wg      sync.WaitGroup
@@ -182,8 +186,30 @@ type entry struct {
 	expireAt  time.Time // callers wait for a refresh
 }
 
+// pendingSave is a token to save over old, what the store held when the
+// save failed.
 type pendingSave struct {
 	old, new *Token
+}
+
+// maxSpent bounds the memory of spent refresh tokens: a store can lag
+// behind by as many failed saves in a row and still not be trusted.
+const maxSpent = 16
+
+// wasSpent reports whether this Source spent refresh token rt.
+func (s *Source) wasSpent(rt string) bool {
+	if rt == "" {
+		return false
+	}
+	fp := fingerprint(rt)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, sp := range s.spent {
+		if sp == fp {
+			return true
+		}
+	}
+	return false
 }
 
 // NewSource returns a Source for cfg that keeps its tokens in store; a nil
@@ -239,6 +265,18 @@ func (s *Source) Refresh(ctx context.Context, rejected *Token) (*Token, error) {
 	return s.wait(ctx, rejected)
 }
 
+// String describes s by its configuration, redacted; it shows no token.
+func (s *Source) String() string {
+	return fmt.Sprintf("bearer.Source{Config:%v Store:%T}", s.cfg, s.store)
+}
+
+// Format makes every fmt verb print String: the fields of a Source hold
+// tokens and the client secret.
+func (s *Source) Format(f fmt.State, verb rune) { f.Write([]byte(s.String())) }
+
+// LogValue makes slog print s as String does.
+func (s *Source) LogValue() slog.Value { return slog.StringValue(s.String()) }
+
 // Stats returns a snapshot of the Source's counters.
 func (s *Source) Stats() Stats {
 	st := Stats{
@@ -266,16 +304,18 @@ func (s *Source) Close() error {
 	}
 	s.mu.Unlock()
 	s.wg.Wait()
-	s.mu.Lock()
-	p := s.pending
-	s.pending = nil
-	s.mu.Unlock()
-	if p == nil {
-		return nil
+	var err error
+	// Twice: the first call may only join a refresh in flight.
+	for range 2 {
+		s.mu.Lock()
+		p := s.pending
+		s.mu.Unlock()
+		if p == nil {
+			return nil
+		}
+		err = s.savePendingOnce()
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), s.refreshTimeout())
-	defer cancel()
-	return s.save(ctx, p.old, p.new)
+	return err
 }
 
 func (s *Source) refreshTimeout() time.Duration {
@@ -296,22 +336,43 @@ func (s *Source) wait(ctx context.Context, rejected *Token) (*Token, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("bearer: waiting for a token: %w", context.Cause(ctx))
 	}
-	ch := s.group.DoChan("refresh", func() (any, error) {
-		// Detached: the caller that started the refresh may leave, but
-		// a rotated token must still be saved.
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.refreshTimeout())
-		defer cancel()
-		return s.obtain(ctx, rejected)
-	})
-	select {
-	case r := <-ch:
-		if r.Err != nil {
-			return nil, r.Err
+	for {
+		ch := s.group.DoChan("refresh", func() (any, error) {
+			// Detached: the caller that started the refresh may leave,
+			// but a rotated token must still be saved.
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.refreshTimeout())
+			defer cancel()
+			return s.obtain(ctx, rejected)
+		})
+		select {
+		case r := <-ch:
+			if r.Err != nil {
+				return nil, r.Err
+			}
+			if tok, ok := r.Val.(*Token); ok {
+				return tok, nil
+			}
+			// Joined a retried save, which yields no token: now that it
+			// is done, refresh (or find the token fresh).
+		case <-ctx.Done():
+			return nil, fmt.Errorf("bearer: waiting for a token: %w", context.Cause(ctx))
 		}
-		return r.Val.(*Token), nil
-	case <-ctx.Done():
-		return nil, fmt.Errorf("bearer: waiting for a token: %w", context.Cause(ctx))
 	}
+}
+
+// saveDone is what a retried save yields inside the singleflight, where
+// refreshes yield a *Token.
+type saveDone struct{}
+
+// savePendingOnce runs savePending inside the singleflight, so that it
+// never overlaps a refresh, and returns its error.
+func (s *Source) savePendingOnce() error {
+	var err error
+	s.group.Do("refresh", func() (any, error) {
+		err = s.savePending(context.Background())
+		return saveDone{}, nil
+	})
+	return err
 }
 
 // refreshAhead starts the one background refresh, unless one runs, the
@@ -367,7 +428,10 @@ func (s *Source) newEntry(t *Token, now time.Time) *entry {
 	if ahead == 0 {
 		ahead = min(5*time.Minute, life/4)
 	}
-	ahead = max(ahead, leeway)
+	// A window longer than the lifetime would make every new token look
+	// stale at once and refresh on every call.
+	leeway = min(leeway, life/2)
+	ahead = min(max(ahead, leeway), life*3/4)
 	e.expireAt = t.Expiry.Add(-leeway)
 	e.refreshAt = t.Expiry.Add(-ahead)
 	if e.expireAt.IsZero() {
@@ -424,10 +488,7 @@ func (s *Source) obtain(ctx context.Context, rejected *Token) (*Token, error) {
 	}
 
 	base := stored
-	s.mu.Lock()
-	spent := s.spent
-	s.mu.Unlock()
-	if base == nil || (spent != "" && base.RefreshToken == spent) {
+	if base == nil || s.wasSpent(base.RefreshToken) {
 		// The store is empty or lags behind (a save failed): the token
 		// in memory is the newest.
 		if cur != nil {
@@ -454,7 +515,7 @@ func (s *Source) obtain(ctx context.Context, rejected *Token) (*Token, error) {
 		s.mu.Lock()
 		dead, deadErr := s.dead, s.deadErr
 		s.mu.Unlock()
-		if dead != "" && base.RefreshToken == dead {
+		if dead != "" && fingerprint(base.RefreshToken) == dead {
 			// Sending it again would only tell a strict server that a
 			// stolen token is being replayed.
 			return nil, deadErr
@@ -465,7 +526,7 @@ func (s *Source) obtain(ctx context.Context, rejected *Token) (*Token, error) {
 			}
 		}
 		s.mu.Lock()
-		s.spent = base.RefreshToken
+		s.spent = append([]string{fingerprint(base.RefreshToken)}, s.spent[:min(len(s.spent), maxSpent-1)]...)
 		s.mu.Unlock()
 		newTok, err = s.request(ctx, func(ctx context.Context) (*Token, error) {
 			return s.cfg.refreshGrant(ctx, base.RefreshToken)
@@ -476,7 +537,7 @@ func (s *Source) obtain(ctx context.Context, rejected *Token) (*Token, error) {
 			// Another process may have won the race for this refresh
 			// token: its result is in the store.
 			if again, lerr := load(ctx); lerr == nil {
-				if t := s.adoptable(again, cur, rejected, s.now()); t != nil && t.RefreshToken != base.RefreshToken {
+				if t := s.adoptable(again, cur, rejected, s.now()); t != nil && (base == nil || t.RefreshToken != base.RefreshToken) {
 					s.adopt(ctx, t, s.now())
 					return t, nil
 				}
@@ -486,7 +547,7 @@ func (s *Source) obtain(ctx context.Context, rejected *Token) (*Token, error) {
 			}
 			if !s.cfg.ClientCredentials {
 				s.mu.Lock()
-				s.dead, s.deadErr = base.RefreshToken, err
+				s.dead, s.deadErr = fingerprint(base.RefreshToken), err
 				s.mu.Unlock()
 			}
 			return nil, s.reauthorize(ctx, err)
@@ -501,16 +562,19 @@ func (s *Source) obtain(ctx context.Context, rejected *Token) (*Token, error) {
 		}
 	}
 
-	// Persist before use.
+	// Persist before use, with time of its own: the request may have used
+	// up most of ctx's, and the rotated token must not be lost for that.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.refreshTimeout())
+	defer cancel()
 	if lease != nil {
-		err = lease.CompareAndSwap(ctx, stored, newTok)
+		err = lease.CompareAndSwap(sctx, stored, newTok)
 	} else {
-		err = s.store.Save(ctx, newTok)
+		err = s.store.Save(sctx, newTok)
 	}
 	if err != nil {
 		if (errors.Is(err, ErrConflict) || errors.Is(err, ErrLockLost)) && !s.cfg.ClientCredentials {
 			// Someone else saved meanwhile: the fleet follows the store.
-			if again, lerr := s.store.Load(ctx); lerr == nil {
+			if again, lerr := s.store.Load(sctx); lerr == nil {
 				if t := s.adoptable(again, nil, rejected, s.now()); t != nil && t.RefreshToken != base.RefreshToken {
 					s.logWarn("the store changed during a refresh; adopting its token", err)
 					s.adopt(ctx, t, s.now())
@@ -541,10 +605,7 @@ func (s *Source) adoptable(stored *Token, cur *entry, rejected *Token, now time.
 	if rejected != nil && stored.AccessToken == rejected.AccessToken {
 		return nil
 	}
-	s.mu.Lock()
-	spent := s.spent
-	s.mu.Unlock()
-	if spent != "" && stored.RefreshToken == spent {
+	if s.wasSpent(stored.RefreshToken) {
 		return nil
 	}
 	if !s.fresh(s.newEntry(stored, now), now) {
@@ -621,7 +682,8 @@ func (s *Source) save(ctx context.Context, old, new *Token) error {
 }
 
 // saveFailed reports a failed save and makes sure it is retried until it
-// succeeds, the token is superseded, or the Source is closed.
+// succeeds, the token is superseded, or the Source is closed. old is what
+// the store held when the save failed. It runs inside the singleflight.
 func (s *Source) saveFailed(ctx context.Context, old, new *Token, err error) {
 	s.saveFailures.Add(1)
 	s.logWarn("saving the new token failed; it is used in memory and saving is retried", err)
@@ -630,11 +692,6 @@ func (s *Source) saveFailed(ctx context.Context, old, new *Token, err error) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.pending != nil {
-		// The older unsaved token is superseded; the store still holds
-		// what the first failed save started from.
-		old = s.pending.old
-	}
 	s.pending = &pendingSave{old: old, new: new}
 	if s.saving || s.closed {
 		return
@@ -644,54 +701,64 @@ func (s *Source) saveFailed(ctx context.Context, old, new *Token, err error) {
 	go s.retrySaves()
 }
 
+// savePending saves the pending token. Callers run it inside the
+// singleflight, so that no refresh, and no other save of this Source,
+// runs meanwhile: a slow retry can never land over a newer token.
+func (s *Source) savePending(ctx context.Context) error {
+	s.mu.Lock()
+	p := s.pending
+	s.mu.Unlock()
+	if p == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.refreshTimeout())
+	defer cancel()
+	err := s.save(ctx, p.old, p.new)
+	if err != nil && !errors.Is(err, ErrConflict) {
+		s.saveFailures.Add(1)
+		s.logWarn("saving the new token failed again", err)
+		return err
+	}
+	if err != nil {
+		// Another process saved a token since: the store is the
+		// fleet's truth, and the next refresh adopts it.
+		s.logWarn("the store holds another token; the unsaved one is dropped", err)
+	}
+	s.mu.Lock()
+	if s.pending == p {
+		s.pending = nil
+	}
+	s.mu.Unlock()
+	return nil
+}
+
 // retrySaves is the one goroutine that retries a failed save, with
-// backoff. It ends when the save succeeds, a newer token was saved by a
-// refresh, the store holds another token (ErrConflict), or Close is called.
+// backoff. It ends when nothing is pending any more (saved, or superseded
+// by a refresh that saved) or when Close is called.
 func (s *Source) retrySaves() {
 	defer s.wg.Done()
 	wait := 100 * time.Millisecond
+	t := time.NewTimer(wait)
+	defer t.Stop()
 	for {
-		t := time.NewTimer(wait)
 		select {
 		case <-s.done:
-			t.Stop()
 			s.mu.Lock()
 			s.saving = false
 			s.mu.Unlock()
 			return
 		case <-t.C:
 		}
+		s.savePendingOnce()
 		s.mu.Lock()
-		p := s.pending
-		s.mu.Unlock()
-		if p == nil {
-			break
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), s.refreshTimeout())
-		err := s.save(ctx, p.old, p.new)
-		cancel()
-		s.mu.Lock()
-		if err == nil || errors.Is(err, ErrConflict) || s.pending != p {
-			if s.pending == p {
-				s.pending = nil
-			}
-			if s.pending == nil {
-				s.saving = false
-				s.mu.Unlock()
-				if err != nil {
-					s.logWarn("the store holds another token; the unsaved one is dropped", err)
-				}
-				return
-			}
+		if s.pending == nil {
+			// Under mu, so that a save failing now starts a new goroutine.
+			s.saving = false
 			s.mu.Unlock()
-			continue
+			return
 		}
 		s.mu.Unlock()
-		s.saveFailures.Add(1)
-		s.logWarn("saving the new token failed again", err)
 		wait = min(wait*2, 30*time.Second)
+		t.Reset(wait)
 	}
-	s.mu.Lock()
-	s.saving = false
-	s.mu.Unlock()
 }

@@ -1,6 +1,7 @@
 package bearer
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -143,6 +144,9 @@ func (t *Transport) retry(ctx context.Context, req *http.Request, resp *http.Res
 	if !ok || !canReplay(req) || insufficientScope(resp.Header) {
 		return resp, nil
 	}
+	// Free the connection before waiting for the refresh: with a bounded
+	// pool (MaxConnsPerHost) the refresh itself may need it.
+	resp.Body = buffered(resp.Body)
 	next, err := rf.Refresh(ctx, tok)
 	if err != nil {
 		discardResponse(resp)
@@ -387,6 +391,24 @@ func closeRequestBody(req *http.Request) {
 
 // discardResponse reads a bounded part of resp's body, so that the connection
 // can be reused, and closes it.
+// buffered reads up to maxDiscard bytes of body and closes it, so that its
+// connection goes back to the pool; a longer body stays open behind the
+// buffered part, readable in full.
+func buffered(body io.ReadCloser) io.ReadCloser {
+	if body == nil || body == http.NoBody {
+		return body
+	}
+	buf, err := io.ReadAll(io.LimitReader(body, maxDiscard+1))
+	if err != nil || len(buf) > maxDiscard {
+		return struct {
+			io.Reader
+			io.Closer
+		}{io.MultiReader(bytes.NewReader(buf), body), body}
+	}
+	body.Close()
+	return io.NopCloser(bytes.NewReader(buf))
+}
+
 func discardResponse(resp *http.Response) {
 	if resp.Body == nil {
 		return

@@ -1,0 +1,67 @@
+package bearer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/tokenkit/bearer/bearertest"
+)
+
+// failSaveStore: a plain Store (no Locker) whose Save always fails, Load works.
+type failSaveStore struct{ inner *MemoryStore }
+
+func (s *failSaveStore) Load(ctx context.Context) (*Token, error) { return s.inner.Load(ctx) }
+func (s *failSaveStore) Save(ctx context.Context, t *Token) error {
+	return errors.New("disk full")
+}
+
+// Two failed saves in a row: the third refresh spends the refresh token
+// that the first refresh already spent.
+func TestDoubleSpendAfterTwoFailedSaves(t *testing.T) {
+	f := newFixture(t, bearertest.Config{})
+	store := &failSaveStore{inner: NewMemoryStore(f.token())}
+	src := f.source(store)
+	ctx := context.Background()
+	tok, err := src.Token(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]int{tok.AccessToken: 0}
+	for i := 1; i <= 4; i++ {
+		next, err := src.Refresh(ctx, tok)
+		if err != nil {
+			t.Errorf("refresh %d: %v", i, err)
+			break
+		}
+		if j, ok := seen[next.AccessToken]; ok {
+			t.Errorf("refresh %d returned the token of step %d again (an older token whose refresh token is spent)", i, j)
+		}
+		seen[next.AccessToken] = i
+		tok = next
+	}
+	st := f.srv.Stats()
+	if st.ReuseAttempts != 0 || st.Revocations != 0 {
+		t.Errorf("server saw ReuseAttempts=%d Revocations=%d, want 0", st.ReuseAttempts, st.Revocations)
+	}
+}
+
+// fmt of *Source prints the raw refresh token kept in s.spent.
+func TestSourcePrintsSpentRefreshToken(t *testing.T) {
+	f := newFixture(t, bearertest.Config{})
+	src := f.source(NewMemoryStore(f.token()))
+	ctx := context.Background()
+	tok, _ := src.Token(ctx)
+	if _, err := src.Refresh(ctx, tok); err != nil {
+		t.Fatal(err)
+	}
+	out := fmt.Sprintf("%+v", src)
+	if strings.Contains(out, f.grant.RefreshToken) {
+		t.Errorf("fmt %%+v of *Source contains the refresh token: %.200s...", out[strings.Index(out, "spent"):])
+	}
+}
+
+var _ = sync.Mutex{}
