@@ -74,6 +74,8 @@ type RetrieveError struct {
 	lost bool
 }
 
+// Error describes the failure with the status, the OAuth error code and
+// description, and for other answers a cleaned excerpt of the body.
 func (e *RetrieveError) Error() string {
 	var b strings.Builder
 	b.WriteString("bearer: token endpoint")

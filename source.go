@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,122 +16,6 @@ import (
 // refreshes and persists; a [Transport] accepts any other too.
 type TokenSource interface {
 	Token(ctx context.Context) (*Token, error)
-}
-
-// Config describes an OAuth 2.0 client and how its tokens are refreshed.
-// The zero value talks to OpenTicket with every default. A Config prints
-// itself with the client secret redacted.
-type Config struct {
-	// TokenURL is the token endpoint; "" means [DefaultTokenURL]
-	// (OpenTicket). It must be https unless the host is loopback or
-	// AllowInsecureHTTP is set.
-	TokenURL     string
-	ClientID     string
-	ClientSecret string
-	// Encoding is how request bodies are encoded; the zero value is JSON.
-	Encoding Encoding
-	// HTTPClient is used for the token endpoint only; nil means a client
-	// with a 30 s timeout. Its transport, TLS settings and proxy are used
-	// as they are; redirects are never followed.
-	HTTPClient *http.Client
-
-	// AuthStyle is how the client authenticates; zero sends the
-	// credentials in the body.
-	AuthStyle AuthStyle
-	// AllowInsecureHTTP allows a plain http TokenURL on a host that is not
-	// loopback. Credentials then cross the network in clear text.
-	AllowInsecureHTTP bool
-
-	// ClientCredentials makes the Source fetch tokens with the
-	// client_credentials grant (machine to machine) instead of refreshing:
-	// a new token is fetched when the old one expires. Scopes go with it.
-	ClientCredentials bool
-	// Scopes are sent as "scope" with the client_credentials grant.
-	Scopes []string
-
-	// Leeway treats a token as expired this long before its Expiry, for
-	// clock skew and request time. Zero means a tenth of the token's
-	// lifetime, at most 10 s.
-	Leeway time.Duration
-	// RefreshAhead starts one background refresh this long before
-	// Expiry, while callers keep getting the current token. Zero means a
-	// quarter of the token's lifetime, at most 5 minutes; negative turns
-	// refreshing ahead off.
-	RefreshAhead time.Duration
-	// RefreshTimeout bounds one refresh, retries and store access
-	// included. It runs detached from callers' contexts. Zero means 30 s.
-	RefreshTimeout time.Duration
-	// MaxRetries is how often a refresh request is repeated after a
-	// transport error, a 5xx or a 429. Zero means 3; negative means none.
-	MaxRetries int
-	// RetryBackoff is the first wait between attempts, doubling after
-	// each and jittered. Zero means 250 ms. Retry-After overrides it.
-	RetryBackoff time.Duration
-
-	// Now is the clock; nil means time.Now. Tests inject a fake one.
-	Now func() time.Time
-	// Logger receives debug lines for refreshes and warnings for failures,
-	// never a secret; nil means silent.
-	Logger *slog.Logger
-	// Hooks are called on the events of a Source; nil fields mean none.
-	Hooks Hooks
-}
-
-// String describes c with the client secret redacted.
-func (c Config) String() string {
-	return fmt.Sprintf("bearer.Config{TokenURL:%q ClientID:%q ClientSecret:%s Encoding:%v AuthStyle:%d ClientCredentials:%t}",
-		c.tokenURL(), c.ClientID, redact(c.ClientSecret), c.Encoding, c.AuthStyle, c.ClientCredentials)
-}
-
-// GoString is String: %#v must not print the secret either.
-func (c Config) GoString() string { return c.String() }
-
-// Format makes every fmt verb print the redacted form.
-func (c Config) Format(f fmt.State, verb rune) { f.Write([]byte(c.String())) }
-
-// LogValue makes slog print c redacted.
-func (c Config) LogValue() slog.Value {
-	return slog.GroupValue(
-		slog.String("token_url", c.tokenURL()),
-		slog.String("client_id", c.ClientID),
-		slog.String("client_secret", redact(c.ClientSecret)),
-	)
-}
-
-// Hooks are callbacks for observability. They run synchronously on the
-// goroutine doing the work, so they must be quick and must not call back
-// into the Source. A nil field means none.
-//
-// The ctx they get carries the values (not the cancellation) of the caller
-// whose call started the work, so a trace span started from it is a child
-// of the caller's span; work started in the background (refreshing ahead,
-// retrying a save) gets context.Background().
-type Hooks struct {
-	// RefreshStarted is called before a token request is sent.
-	RefreshStarted func(ctx context.Context)
-	// RefreshFinished is called after it, with its duration and outcome.
-	RefreshFinished func(ctx context.Context, d time.Duration, err error)
-	// Adopted is called when a token saved by another process or replica
-	// is taken from the store instead of refreshing.
-	Adopted func(ctx context.Context)
-	// TokenRejected is called when Refresh reports the current token
-	// rejected, such as after a 401 (the Transport then retries).
-	TokenRejected func(ctx context.Context)
-	// SaveFailed is called when a new token could not be saved. The token
-	// is used anyway and saving is retried in the background.
-	SaveFailed func(ctx context.Context, err error)
-	// Reauthorize is called when a refresh fails with ErrReauthorize.
-	Reauthorize func(ctx context.Context, err error)
-}
-
-// Stats is a snapshot of a Source's counters, for metrics.
-type Stats struct {
-	Refreshes    int64     // successful token requests
-	Failures     int64     // failed token requests, retries included in one
-	Adopted      int64     // tokens taken from the store, saved by others
-	Rejected     int64     // Refresh calls that found the current token rejected
-	SaveFailures int64     // failed saves, retries included
-	LastRefresh  time.Time // when the last successful token request ended
 }
 
 // Source is a [TokenSource] that keeps a token valid forever: it refreshes
@@ -358,21 +241,6 @@ func (s *Source) wait(ctx context.Context, rejected *Token) (*Token, error) {
 			return nil, fmt.Errorf("bearer: waiting for a token: %w", context.Cause(ctx))
 		}
 	}
-}
-
-// saveDone is what a retried save yields inside the singleflight, where
-// refreshes yield a *Token.
-type saveDone struct{}
-
-// savePendingOnce runs savePending inside the singleflight, so that it
-// never overlaps a refresh, and returns its error.
-func (s *Source) savePendingOnce() error {
-	var err error
-	s.group.Do("refresh", func() (any, error) {
-		err = s.savePending(context.Background())
-		return saveDone{}, nil
-	})
-	return err
 }
 
 // refreshAhead starts the one background refresh, unless one runs, the
@@ -664,101 +532,5 @@ func (s *Source) reauthorize(ctx context.Context, err error) error {
 func (s *Source) logWarn(msg string, err error) {
 	if l := s.cfg.Logger; l != nil {
 		l.LogAttrs(context.Background(), slog.LevelWarn, "bearer: "+msg, slog.String("error", err.Error()))
-	}
-}
-
-// save writes new in place of old, under the store's lock if it has one.
-func (s *Source) save(ctx context.Context, old, new *Token) error {
-	l, ok := s.store.(Locker)
-	if !ok {
-		return s.store.Save(ctx, new)
-	}
-	lease, err := l.Lock(ctx)
-	if err != nil {
-		return err
-	}
-	defer lease.Unlock(context.WithoutCancel(ctx))
-	return lease.CompareAndSwap(ctx, old, new)
-}
-
-// saveFailed reports a failed save and makes sure it is retried until it
-// succeeds, the token is superseded, or the Source is closed. old is what
-// the store held when the save failed. It runs inside the singleflight.
-func (s *Source) saveFailed(ctx context.Context, old, new *Token, err error) {
-	s.saveFailures.Add(1)
-	s.logWarn("saving the new token failed; it is used in memory and saving is retried", err)
-	if h := s.cfg.Hooks.SaveFailed; h != nil {
-		h(ctx, err)
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.pending = &pendingSave{old: old, new: new}
-	if s.saving || s.closed {
-		return
-	}
-	s.saving = true
-	s.wg.Add(1)
-	go s.retrySaves()
-}
-
-// savePending saves the pending token. Callers run it inside the
-// singleflight, so that no refresh, and no other save of this Source,
-// runs meanwhile: a slow retry can never land over a newer token.
-func (s *Source) savePending(ctx context.Context) error {
-	s.mu.Lock()
-	p := s.pending
-	s.mu.Unlock()
-	if p == nil {
-		return nil
-	}
-	ctx, cancel := context.WithTimeout(ctx, s.refreshTimeout())
-	defer cancel()
-	err := s.save(ctx, p.old, p.new)
-	if err != nil && !errors.Is(err, ErrConflict) {
-		s.saveFailures.Add(1)
-		s.logWarn("saving the new token failed again", err)
-		return err
-	}
-	if err != nil {
-		// Another process saved a token since: the store is the
-		// fleet's truth, and the next refresh adopts it.
-		s.logWarn("the store holds another token; the unsaved one is dropped", err)
-	}
-	s.mu.Lock()
-	if s.pending == p {
-		s.pending = nil
-	}
-	s.mu.Unlock()
-	return nil
-}
-
-// retrySaves is the one goroutine that retries a failed save, with
-// backoff. It ends when nothing is pending any more (saved, or superseded
-// by a refresh that saved) or when Close is called.
-func (s *Source) retrySaves() {
-	defer s.wg.Done()
-	wait := 100 * time.Millisecond
-	t := time.NewTimer(wait)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.done:
-			s.mu.Lock()
-			s.saving = false
-			s.mu.Unlock()
-			return
-		case <-t.C:
-		}
-		s.savePendingOnce()
-		s.mu.Lock()
-		if s.pending == nil {
-			// Under mu, so that a save failing now starts a new goroutine.
-			s.saving = false
-			s.mu.Unlock()
-			return
-		}
-		s.mu.Unlock()
-		wait = min(wait*2, 30*time.Second)
-		t.Reset(wait)
 	}
 }

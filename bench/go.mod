@@ -7,6 +7,9 @@ require (
 	golang.org/x/oauth2 v0.38.0
 )
 
-require golang.org/x/sync v0.22.0 // indirect
+require (
+	go.uber.org/goleak v1.3.0 // indirect
+	golang.org/x/sync v0.22.0 // indirect
+)
 
 replace github.com/tokenkit/bearer => ../
