@@ -4,12 +4,10 @@ go 1.26.0
 
 require (
 	github.com/tokenkit/bearer v0.0.0-00010101000000-000000000000
+	go.uber.org/goleak v1.3.0
 	golang.org/x/oauth2 v0.38.0
 )
 
-require (
-	go.uber.org/goleak v1.3.0 // indirect
-	golang.org/x/sync v0.22.0 // indirect
-)
+require golang.org/x/sync v0.22.0 // indirect
 
 replace github.com/tokenkit/bearer => ../
