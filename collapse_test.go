@@ -27,24 +27,6 @@ const collapseCallers = 1000
 // is expired.
 const collapseLifetime = 100 * time.Second
 
-// collapseClock is a clock tests move by hand, shared by server and Source.
-type collapseClock struct {
-	mu sync.Mutex // guards t
-	t  time.Time
-}
-
-func (c *collapseClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *collapseClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 // collapseGate holds each token request until release is closed, after
 // announcing it on entered.
 type collapseGate struct {
@@ -99,7 +81,7 @@ func (collapseNop) RoundTrip(req *http.Request) (*http.Response, error) {
 // collapseRig is a strict bearertest server, a Source whose token requests
 // pass collapseGate, and the clock both share.
 type collapseRig struct {
-	clock *collapseClock
+	clock *bearertest.Clock
 	srv   *bearertest.Server
 	grant bearertest.Grant
 	gate  *collapseGate
@@ -110,7 +92,7 @@ type collapseRig struct {
 // holding the first grant; edit, if not nil, changes the Source's Config.
 func newCollapseRig(t *testing.T, wrap func(bearer.Store) bearer.Store, edit func(*bearer.Config)) *collapseRig {
 	t.Helper()
-	r := &collapseRig{clock: &collapseClock{t: time.Date(2026, 5, 6, 7, 8, 9, 0, time.UTC)}}
+	r := &collapseRig{clock: bearertest.NewClock(time.Date(2026, 5, 6, 7, 8, 9, 0, time.UTC))}
 	r.srv = bearertest.NewServer(bearertest.Config{AccessLifetime: collapseLifetime, Now: r.clock.Now})
 	t.Cleanup(r.srv.Close)
 	r.grant = r.srv.Issue()

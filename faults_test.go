@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"runtime"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -16,29 +15,10 @@ import (
 	"github.com/tokenkit/bearer/bearertest"
 )
 
-// faultClock is a clock the test moves by hand, shared by the server and
-// the Source so that token lifetimes need no real waiting.
-type faultClock struct {
-	mu sync.Mutex // guards t
-	t  time.Time
-}
-
-func (c *faultClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *faultClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 // faultRig is a bearertest server on a fake clock, its first
 // authorization, a MemoryStore holding it and a Source over that store.
 type faultRig struct {
-	clock *faultClock
+	clock *bearertest.Clock
 	srv   *bearertest.Server
 	grant bearertest.Grant
 	store *bearer.MemoryStore
@@ -55,7 +35,7 @@ const faultLifetime = 100 * time.Second
 func newFaultRig(t *testing.T, scfg bearertest.Config, edit func(*bearer.Config)) *faultRig {
 	t.Helper()
 	r := &faultRig{
-		clock:    &faultClock{t: time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)},
+		clock:    bearertest.NewClock(time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)),
 		finished: make(chan error, 100),
 	}
 	scfg.Now = r.clock.Now

@@ -30,30 +30,12 @@ const (
 	accessLifetime = 100 * time.Second
 )
 
-// fakeClock is a clock tests move by hand.
-type fakeClock struct {
-	mu sync.Mutex // guards t
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 type fleet struct {
 	t       *testing.T
 	gate    *gate
 	addr    string
 	key     string
-	clock   *fakeClock
+	clock   *bearertest.Clock
 	srv     *bearertest.Server
 	grant   bearertest.Grant
 	stores  []*Store
@@ -68,7 +50,7 @@ func newFleet(t *testing.T, addr string, leaseTTL time.Duration) *fleet {
 		t:     t,
 		addr:  addr,
 		key:   testKey(t),
-		clock: &fakeClock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)},
+		clock: bearertest.NewClock(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)),
 	}
 	f.srv = bearertest.NewServer(bearertest.Config{AccessLifetime: accessLifetime, Now: f.clock.Now})
 	t.Cleanup(f.srv.Close)
