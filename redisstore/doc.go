@@ -62,8 +62,10 @@
 //
 // # LeaseTTL and the refresh timeout
 //
-// LeaseTTL (60s by default) must be longer than the Source's refresh
-// timeout (30s by default, which also bounds the store calls). A refresh
+// LeaseTTL (75s by default) must be longer than twice the Source's
+// refresh timeout plus a margin: the lease is taken within one refresh
+// timeout (30s by default, the request and its retries) and the save gets
+// one of its own, so that a slow request cannot cost the new token. A refresh
 // that outlives its lease lets another replica take the lease while the
 // request is still in flight and send the same refresh token again, and a
 // strict server then revokes the grant: fencing keeps the store consistent

@@ -71,14 +71,16 @@ if redis.call('GET', KEYS[2]) ~= ARGV[1] then
 	return 1
 end
 local cur = redis.call('HGET', KEYS[1], 'rt')
-if cur == ARGV[4] then
-	return 0
-end
+local fromOld
 if ARGV[2] == '' then
-	if redis.call('EXISTS', KEYS[1]) == 1 then
-		return 2
+	fromOld = redis.call('EXISTS', KEYS[1]) == 0
+else
+	fromOld = cur == ARGV[2]
+end
+if not fromOld then
+	if cur == ARGV[4] then
+		return 0
 	end
-elseif cur ~= ARGV[2] then
 	return 2
 end
 redis.call('DEL', KEYS[1])

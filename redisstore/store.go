@@ -17,9 +17,10 @@ import (
 
 const (
 	// DefaultLeaseTTL is the lease lifetime used when [Store.LeaseTTL] is
-	// zero. It is twice the [bearer.Source]'s default refresh timeout, so
-	// that a lease outlives the refresh it guards.
-	DefaultLeaseTTL = 60 * time.Second
+	// zero: twice the [bearer.Source]'s default refresh timeout (one for
+	// the request, one for the save) and a margin, so that a lease
+	// outlives the refresh it guards.
+	DefaultLeaseTTL = 75 * time.Second
 
 	// DefaultPollInterval is the wait between attempts to take a held
 	// lease used when [Store.PollInterval] is zero.
@@ -37,7 +38,8 @@ const (
 type Store struct {
 	// LeaseTTL is how long a lease taken by Lock lasts if its holder never
 	// releases it, because it crashed or lost its connection. It must be
-	// longer than the Source's refresh timeout (30s by default): once a
+	// longer than twice the Source's refresh timeout (30s by default; the
+	// refresh and the save each get one) plus a margin: once a
 	// lease lapses another replica may send the same refresh token while
 	// the first request is still in flight, and the first holder's save is
 	// refused with [bearer.ErrLockLost]. If zero, [DefaultLeaseTTL] is used.
@@ -177,10 +179,16 @@ func (s *Store) Lock(ctx context.Context) (bearer.Lease, error) {
 		var ok bool
 		err := do(ctx, func(ctx context.Context) error {
 			var err error
-			ok, err = s.rdb.SetNX(ctx, s.lockKey(), owner, ttl).Result()
+			ok, err = lockScript.Run(ctx, s.rdb, []string{s.lockKey()}, owner, ttl.Milliseconds()).Bool()
 			return err
 		})
 		if err != nil {
+			// The SET may have landed: release it, or it blocks everyone for ttl.
+			go func() {
+				uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+				defer cancel()
+				unlockScript.Run(uctx, s.rdb, []string{s.lockKey()}, owner)
+			}()
 			if ctx.Err() != nil {
 				return nil, ctxError("waiting for the lease", ctx)
 			}
@@ -336,3 +344,11 @@ func newOwner() (string, error) {
 	}
 	return hex.EncodeToString(b[:]), nil
 }
+
+var lockScript = redis.NewScript(`
+local v = redis.call('GET', KEYS[1])
+if v == ARGV[1] then return 1 end
+if v then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+`)

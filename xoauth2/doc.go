@@ -35,7 +35,11 @@
 //
 // # Tokens
 //
-// AccessToken, TokenType, RefreshToken and Expiry are copied both ways.
+// AccessToken, TokenType and Expiry are copied both ways; RefreshToken only
+// from x/oauth2 to bearer. The oauth2.Token that [TokenSource] returns has
+// no refresh token: the bearer Source must stay the only one that spends
+// it, since a single-use refresh token spent twice revokes the grant, and
+// an oauth2.Token prints it in clear.
 // A [bearer.Token]'s Info becomes the decoded "info" extra of the
 // [oauth2.Token] ([oauth2.Token.Extra]("info")), and the "info" extra of an
 // oauth2.Token, as x/oauth2 decodes it from a JSON or form-encoded token

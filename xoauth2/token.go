@@ -11,13 +11,15 @@ import (
 // infoKey is the token response field that bearer keeps as Token.Info.
 const infoKey = "info"
 
-// toOAuth2 converts t into a new oauth2.Token.
+// toOAuth2 converts t into a new oauth2.Token without its refresh token:
+// the bearer Source alone may spend that (x/oauth2 code handed the token
+// could refresh with it, and a single-use token spent twice revokes the
+// grant), and an oauth2.Token prints it in clear.
 func toOAuth2(t *bearer.Token) *oauth2.Token {
 	ot := &oauth2.Token{
-		AccessToken:  t.AccessToken,
-		TokenType:    t.TokenType,
-		RefreshToken: t.RefreshToken,
-		Expiry:       t.Expiry,
+		AccessToken: t.AccessToken,
+		TokenType:   t.TokenType,
+		Expiry:      t.Expiry,
 	}
 	if len(t.Info) == 0 {
 		return ot

@@ -30,7 +30,7 @@ func TestToOAuth2(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			got := toOAuth2(tt.in)
 			if got.AccessToken != tt.in.AccessToken || got.TokenType != tt.in.TokenType ||
-				got.RefreshToken != tt.in.RefreshToken || !got.Expiry.Equal(tt.in.Expiry) {
+				got.RefreshToken != "" || !got.Expiry.Equal(tt.in.Expiry) {
 				t.Errorf("toOAuth2() = %+v, want the fields of %+v", got, tt.in)
 			}
 			gotInfo, _ := json.Marshal(got.Extra(infoKey))
