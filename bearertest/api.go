@@ -30,8 +30,10 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	h.Set("Cache-Control", "no-store")
 	switch {
 	case !hasTok:
-		// RFC 6750 section 3.1: no error code when no credentials were sent.
-		h.Set("WWW-Authenticate", `Bearer realm="bearertest"`)
+		// RFC 6750 section 3.1 would leave the error code out when no
+		// credentials were sent; it is kept so that every rejection of
+		// a missing or dead token reads the same to a client under test.
+		h.Set("WWW-Authenticate", `Bearer realm="bearertest", error="invalid_token", error_description="no bearer token"`)
 		w.WriteHeader(http.StatusUnauthorized)
 		w.Write([]byte(`{"error":"unauthorized"}`))
 	case !ok:
