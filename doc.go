@@ -60,8 +60,11 @@
 // a tenth of its lifetime, at most 10 s). [Config.RefreshAhead] before Expiry
 // (by default a quarter of the lifetime, at most 5 minutes) Token starts one
 // background refresh and keeps returning the current token; only callers
-// holding no valid token wait. Time comes from [Config.Now], so tests can use
-// a fake clock.
+// holding no valid token wait. Both windows are fractions of the token's
+// whole lifetime, which is kept at rest, and configured ones are clamped to
+// it (leeway at most half, refresh-ahead at most three quarters), so a
+// short token never looks stale the moment it arrives. Time comes from
+// [Config.Now], so tests can use a fake clock.
 //
 // # Concurrency
 //
@@ -101,8 +104,8 @@
 //
 // # Secrets
 //
-// [Token] and [Config] print themselves redacted with every fmt verb and in
-// slog output, and no error holds an access token, refresh token or client
-// secret. A Token held by value in an unexported struct field is printed by
+// [Token], [Config] and [Source] print themselves redacted with every fmt
+// verb and in slog output, and no error holds an access token, refresh
+// token or client secret. A Token held by value in an unexported struct field is printed by
 // fmt without calling its methods; hold it by pointer or in an exported field.
 package bearer
