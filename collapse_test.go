@@ -101,13 +101,7 @@ func newCollapseRig(t *testing.T, wrap func(bearer.Store) bearer.Store, edit fun
 		entered: make(chan struct{}, collapseCallers),
 		release: make(chan struct{}),
 	}
-	var store bearer.Store = bearer.NewMemoryStore(&bearer.Token{
-		AccessToken:   r.grant.AccessToken,
-		TokenType:     "Bearer",
-		RefreshToken:  r.grant.RefreshToken,
-		Expiry:        r.grant.Expiry,
-		RefreshExpiry: r.grant.RefreshExpiry,
-	})
+	var store bearer.Store = bearer.NewMemoryStore(tokenFromGrant(r.grant))
 	if wrap != nil {
 		store = wrap(store)
 	}

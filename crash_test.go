@@ -155,16 +155,6 @@ func refreshingFingerprint(rt string) string {
 	return hex.EncodeToString(sum[:16])
 }
 
-func grantToken(g bearertest.Grant) *bearer.Token {
-	return &bearer.Token{
-		AccessToken:   g.AccessToken,
-		TokenType:     "Bearer",
-		RefreshToken:  g.RefreshToken,
-		Expiry:        g.Expiry,
-		RefreshExpiry: g.RefreshExpiry,
-	}
-}
-
 // TestCrashChild is the child of TestCrashSafetyFileStore: it refreshes
 // through the FileStore in a loop, printing a line after each refresh,
 // until it is killed (or, as a safety net, its time is up).
@@ -222,7 +212,7 @@ func TestCrashSafetyFileStore(t *testing.T) {
 	path := filepath.Join(dir, "token.json")
 	g := srv.Issue()
 	ctx := context.Background()
-	if err := bearer.NewFileStore(path).Save(ctx, grantToken(g)); err != nil {
+	if err := bearer.NewFileStore(path).Save(ctx, tokenFromGrant(g)); err != nil {
 		t.Fatal(err)
 	}
 	seed := uint64(time.Now().UnixNano())

@@ -43,13 +43,7 @@ func newFaultRig(t *testing.T, scfg bearertest.Config, edit func(*bearer.Config)
 	r.srv = bearertest.NewServer(scfg)
 	t.Cleanup(r.srv.Close)
 	r.grant = r.srv.Issue()
-	r.store = bearer.NewMemoryStore(&bearer.Token{
-		AccessToken:   r.grant.AccessToken,
-		TokenType:     "Bearer",
-		RefreshToken:  r.grant.RefreshToken,
-		Expiry:        r.grant.Expiry,
-		RefreshExpiry: r.grant.RefreshExpiry,
-	})
+	r.store = bearer.NewMemoryStore(tokenFromGrant(r.grant))
 	cfg := bearer.Config{
 		TokenURL:     r.srv.TokenURL(),
 		ClientID:     bearertest.DefaultClientID,

@@ -113,7 +113,7 @@ func TestMultiprocessOneRefreshPerExpiry(t *testing.T) {
 	ctx := context.Background()
 	g := srv.Issue()
 	begin := clock.Now()
-	if err := bearer.NewFileStore(path).Save(ctx, grantToken(g)); err != nil {
+	if err := bearer.NewFileStore(path).Save(ctx, tokenFromGrant(g)); err != nil {
 		t.Fatal(err)
 	}
 

@@ -30,7 +30,7 @@ func (s *raceSaveStore) Save(ctx context.Context, t *Token) error {
 	return s.inner.Save(ctx, t)
 }
 
-func TestRetrySaveOverwritesNewerToken(t *testing.T) {
+func TestRetriedSaveNeverOverwritesNewerToken(t *testing.T) {
 	f := newFixture(t, bearertest.Config{})
 	store := &raceSaveStore{inner: NewMemoryStore(f.token()), entered: make(chan struct{}), release: make(chan struct{})}
 	src := f.source(store)

@@ -2,7 +2,6 @@ package bearer
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -11,19 +10,12 @@ import (
 	"github.com/tokenkit/bearer/bearertest"
 )
 
-// failSaveStore: a plain Store (no Locker) whose Save always fails, Load works.
-type failSaveStore struct{ inner *MemoryStore }
-
-func (s *failSaveStore) Load(ctx context.Context) (*Token, error) { return s.inner.Load(ctx) }
-func (s *failSaveStore) Save(ctx context.Context, t *Token) error {
-	return errors.New("disk full")
-}
-
-// Two failed saves in a row: the third refresh spends the refresh token
-// that the first refresh already spent.
-func TestDoubleSpendAfterTwoFailedSaves(t *testing.T) {
+// Saves that keep failing leave the store ever further behind: the Source
+// must neither adopt nor refresh from a token whose refresh token it spent.
+func TestNoDoubleSpendAfterFailedSaves(t *testing.T) {
 	f := newFixture(t, bearertest.Config{})
-	store := &failSaveStore{inner: NewMemoryStore(f.token())}
+	store := newSignalStore(NewMemoryStore(f.token()))
+	store.fail.Store(1 << 20) // every save fails
 	src := f.source(store)
 	ctx := context.Background()
 	tok, err := src.Token(ctx)
@@ -49,8 +41,9 @@ func TestDoubleSpendAfterTwoFailedSaves(t *testing.T) {
 	}
 }
 
-// fmt of *Source prints the raw refresh token kept in s.spent.
-func TestSourcePrintsSpentRefreshToken(t *testing.T) {
+// fmt of a *Source shows no refresh token, not even the spent ones it
+// remembers.
+func TestSourcePrintsNoRefreshToken(t *testing.T) {
 	f := newFixture(t, bearertest.Config{})
 	src := f.source(NewMemoryStore(f.token()))
 	ctx := context.Background()

@@ -18,14 +18,14 @@ import (
 	"github.com/tokenkit/bearer"
 )
 
-// --- Finding 1: a save whose refresh token did not rotate is dropped ------
+// --- A save whose refresh token did not rotate is written ------------------
 
 // RFC 6749 §6 lets a server keep the refresh token; bearer.Source then
 // copies base.RefreshToken into the new token, so fingerprint(new) ==
 // fingerprint(old). casScript's "already saved" shortcut (cur == ARGV[4])
 // then returns OK without writing the new access token and without
 // clearing the refreshing record.
-func TestCASSameRefreshTokenIsDropped(t *testing.T) {
+func TestCASSavesUnrotatedRefreshToken(t *testing.T) {
 	ctx := context.Background()
 	s := newStore(t)
 	old := &bearer.Token{AccessToken: "at-1", RefreshToken: "rt-same", Expiry: time.Now().Add(-time.Minute)}
@@ -58,7 +58,7 @@ func TestCASSameRefreshTokenIsDropped(t *testing.T) {
 	}
 }
 
-// --- Findings 2 and 3: Lock can leave a lease nobody holds ------------------
+// --- Lock never leaves a lease that nobody holds ---------------------------
 
 // faultProxy forwards TCP to Redis. For the first command containing
 // "\r\nNX\r\n" (SetNX) it either drops the reply and cuts the connection
@@ -143,7 +143,7 @@ func (p *faultProxy) serve(c net.Conn) {
 // go-redis retries a command whose reply was lost (MaxRetries 3
 // by default). The retried SET NX finds the key set by its own first try,
 // returns false, and Lock then polls until its own lease lapses.
-func TestLockReplyLostBlocksOnOwnLease(t *testing.T) {
+func TestLockSurvivesLostReply(t *testing.T) {
 	addr := redisAddr(t)
 	p := newFaultProxy(t, addr, "cut", 0)
 	rdb := redis.NewClient(&redis.Options{Addr: p.ln.Addr().String(), ContextTimeoutEnabled: true})
@@ -165,7 +165,7 @@ func TestLockReplyLostBlocksOnOwnLease(t *testing.T) {
 // ctx ends while SET NX is in flight; Redis executes it, Lock
 // reports an error, and the lease (owner known to nobody) blocks the whole
 // fleet for LeaseTTL.
-func TestLockCtxEndLeaksLease(t *testing.T) {
+func TestLockCtxEndReleasesLease(t *testing.T) {
 	addr := redisAddr(t)
 	p := newFaultProxy(t, addr, "delay", 300*time.Millisecond)
 	rdb := redis.NewClient(&redis.Options{Addr: p.ln.Addr().String(), ContextTimeoutEnabled: true})
