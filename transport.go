@@ -6,8 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"reflect"
+	"runtime"
+	"slices"
 	"strings"
 	"sync/atomic"
 )
@@ -68,10 +72,27 @@ type Transport struct {
 	// that are not loopback. The zero value refuses with [ErrInsecure].
 	AllowInsecureHTTP bool
 
+	// BaseReadOnly declares that Base never modifies the requests it is
+	// given, as the [http.RoundTripper] contract requires. Transport then
+	// lets requests with the same header share one read-only header map
+	// (the caller's headers plus Authorization) instead of building one per
+	// request; the copy of the request is then its only allocation. A Base
+	// that sets or deletes a header of its request while this is set
+	// changes other requests' headers, and races with them.
+	//
+	// It need not be set when Base is nil or an [*http.Transport], which
+	// only read requests: Transport shares header maps over them anyway,
+	// except on GOOS=js, where http.Transport deletes its fetch options
+	// from the header.
+	BaseReadOnly bool
+
 	// auth caches the header value of the last token seen, so that the
 	// valid-token path builds no string. Tokens are compared by pointer:
 	// a Source hands out the same *Token until it rotates.
 	auth atomic.Pointer[authValue]
+
+	// shared is the header map last shared between requests.
+	shared atomic.Pointer[sharedHeader]
 }
 
 var _ http.RoundTripper = (*Transport)(nil)
@@ -118,7 +139,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		// http.Client copied the caller's header to this hop, or the caller
 		// set it; either way it is not ours to send here.
-		return t.base().RoundTrip(withHeader(req, req.Body, ""))
+		return t.send(req, req.Body, nil)
 	}
 	if err := t.checkSecure(req.URL); err != nil {
 		closeRequestBody(req)
@@ -130,7 +151,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		closeRequestBody(req)
 		return nil, err
 	}
-	resp, err := t.base().RoundTrip(withHeader(req, req.Body, t.value(tok)))
+	resp, err := t.send(req, req.Body, t.value(tok))
 	if err != nil || resp == nil || resp.StatusCode != http.StatusUnauthorized {
 		return resp, err
 	}
@@ -169,7 +190,146 @@ func (t *Transport) retry(ctx context.Context, req *http.Request, resp *http.Res
 		}
 	}
 	discardResponse(resp)
-	return t.base().RoundTrip(withHeader(req, body, t.value(next)))
+	return t.send(req, body, t.value(next))
+}
+
+// send sends a copy of req with body and with Authorization set to av's
+// value, or without Authorization if av is nil.
+//
+// The copy is shallow, unlike req.Clone: the URL, the header values and
+// the trailer are shared, as the RoundTripper contract forbids changing
+// them. Only the header map differs, as it must: it is built for this
+// request, or shared with others when Base only reads requests.
+//
+// A response to the copy, or to a copy of it with the same header map, is
+// given req as its Request, as if Base had sent req itself: the caller
+// never sees the token there, nor a header map that other requests share.
+func (t *Transport) send(req *http.Request, body io.ReadCloser, av *authValue) (*http.Response, error) {
+	base := t.base()
+	var out *http.Request
+	if av != nil && t.readOnly(base) {
+		if h := t.sharedHeader(req.Header, av); h != nil {
+			out = new(http.Request)
+			*out = *req
+			out.Body = body
+			out.Header = h
+		}
+	}
+	if out == nil {
+		value := ""
+		if av != nil {
+			value = av.value
+		}
+		out = withHeader(req, body, value)
+	}
+	resp, err := base.RoundTrip(out)
+	if resp != nil && resp.Request != nil && (resp.Request == out || sameMap(resp.Request.Header, out.Header)) {
+		resp.Request = req
+	}
+	return resp, err
+}
+
+// sameMap reports whether a and b are the same map. http.Transport answers
+// a request with a body with a copy of it, which shares its header.
+func sameMap(a, b http.Header) bool {
+	return reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer()
+}
+
+// readOnly reports whether base is known not to modify requests.
+func (t *Transport) readOnly(base http.RoundTripper) bool {
+	if t.BaseReadOnly {
+		return true
+	}
+	_, ok := base.(*http.Transport)
+	return ok && runtime.GOOS != "js"
+}
+
+// sharedHeader returns a read-only header map with h's headers and
+// Authorization set to av's value, or nil when the request had better
+// build its own.
+func (t *Transport) sharedHeader(h http.Header, av *authValue) http.Header {
+	s := t.shared.Load()
+	if s != nil && s.auth == av && s.matches(h) {
+		if !s.used.Load() {
+			s.used.Store(true)
+		}
+		return s.header
+	}
+	if s == nil || s.auth != av || rebuild(s.used.Load()) {
+		if !hasAuthorization(h) {
+			s = newSharedHeader(h, av)
+			t.shared.Store(s)
+			return s.header
+		}
+	}
+	return nil
+}
+
+// rebuild reports, at random, whether a request whose header differs from
+// the shared one should replace it. Rarely if the shared one has never
+// fitted a second request: headers that always differ (a request ID each)
+// then cost next to nothing, and no counter is shared between CPUs.
+func rebuild(used bool) bool {
+	if used {
+		return rand.Uint32()%32 == 0
+	}
+	return rand.Uint32()%1024 == 0
+}
+
+// sharedHeader is a header map that requests with the same header share.
+// Nothing in it but used changes after newSharedHeader returns.
+type sharedHeader struct {
+	used   atomic.Bool // a request other than the first has matched it
+	auth   *authValue
+	keys   []string    // the caller's header keys,
+	vals   [][]string  // with copies of their values,
+	header http.Header // and the map to send: keys, vals and Authorization
+}
+
+// newSharedHeader returns the shared header for requests with header h,
+// which has no Authorization, and Authorization av. The values are
+// copied, so that a caller changing h's slices later changes nothing here.
+func newSharedHeader(h http.Header, av *authValue) *sharedHeader {
+	n := 1
+	for _, v := range h {
+		n += len(v)
+	}
+	all := make([]string, 0, n)
+	s := &sharedHeader{
+		auth:   av,
+		keys:   make([]string, 0, len(h)),
+		vals:   make([][]string, 0, len(h)),
+		header: make(http.Header, len(h)+1),
+	}
+	for k, v := range h {
+		var c []string
+		if v != nil {
+			all = append(all, v...)
+			// A full slice expression, so that appending to it copies.
+			c = all[len(all)-len(v) : len(all) : len(all)]
+		}
+		s.keys = append(s.keys, k)
+		s.vals = append(s.vals, c)
+		s.header[k] = c
+	}
+	all = append(all, av.value)
+	s.header["Authorization"] = all[len(all)-1:]
+	return s
+}
+
+// matches reports whether h has exactly s's keys and values. Equal counts
+// and every key of s present in h mean the same set of keys.
+func (s *sharedHeader) matches(h http.Header) bool {
+	if len(h) != len(s.keys) {
+		return false
+	}
+	for i, k := range s.keys {
+		v, ok := h[k]
+		if !ok || !slices.Equal(v, s.vals[i]) {
+			return false
+		}
+	}
+	return true
 }
 
 // CloseIdleConnections closes the idle connections of Base, if it has such
@@ -203,13 +363,13 @@ func (t *Transport) token(ctx context.Context) (*Token, error) {
 
 // value returns the Authorization header value for tok, building it only
 // when tok is not the token of the previous call.
-func (t *Transport) value(tok *Token) string {
+func (t *Transport) value(tok *Token) *authValue {
 	if a := t.auth.Load(); a != nil && a.tok == tok {
-		return a.value
+		return a
 	}
-	v := tok.Type() + " " + tok.AccessToken
-	t.auth.Store(&authValue{tok: tok, value: v})
-	return v
+	a := &authValue{tok: tok, value: tok.Type() + " " + tok.AccessToken}
+	t.auth.Store(a)
+	return a
 }
 
 // mayAuthorize reports whether req may carry the token: it goes to the
@@ -306,12 +466,9 @@ type authRequest struct {
 	auth [1]string
 }
 
-// withHeader returns a copy of req with body, and with Authorization set to
-// value, or removed when value is empty.
-//
-// The copy is shallow, unlike req.Clone: the URL, the header values and
-// the trailer are shared, as the RoundTripper contract forbids changing
-// them. Only the header map is new, as it must differ.
+// withHeader returns a shallow copy of req with body and a header map of
+// its own, in which Authorization is set to value, or removed when value
+// is empty.
 func withHeader(req *http.Request, body io.ReadCloser, value string) *http.Request {
 	a := new(authRequest)
 	a.req = *req

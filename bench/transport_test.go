@@ -42,10 +42,20 @@ func newRequest(tb testing.TB) *http.Request {
 	return req
 }
 
-// newBearer returns bearer's Transport over base, with a real Source whose
-// store holds a token valid for hours. The Source has loaded it already,
-// so the first timed request takes the hot path too.
+// newBearer returns bearer's Transport over base, which it is told only
+// reads requests, as it knows of an *http.Transport (nil Base included):
+// requests with the same header share one header map. The Source is real,
+// its store holds a token valid for hours, and it has loaded the token
+// already, so the first timed request takes the hot path too.
 func newBearer(tb testing.TB, base http.RoundTripper) *bearer.Transport {
+	tr := newBearerPrivate(tb, base)
+	tr.BaseReadOnly = true
+	return tr
+}
+
+// newBearerPrivate is newBearer without BaseReadOnly, as over a Base that
+// Transport knows nothing of: each request gets a header map of its own.
+func newBearerPrivate(tb testing.TB, base http.RoundTripper) *bearer.Transport {
 	tb.Helper()
 	tok := &bearer.Token{
 		AccessToken:  accessToken,
@@ -92,6 +102,7 @@ func TestTransports(t *testing.T) {
 		rt   func(base http.RoundTripper) http.RoundTripper
 	}{
 		{"Bearer", func(base http.RoundTripper) http.RoundTripper { return newBearer(t, base) }},
+		{"BearerPrivate", func(base http.RoundTripper) http.RoundTripper { return newBearerPrivate(t, base) }},
 		{"OAuth2", func(base http.RoundTripper) http.RoundTripper { return newOAuth2(base) }},
 		{"OAuth2Static", func(base http.RoundTripper) http.RoundTripper { return newOAuth2Static(base) }},
 	} {
@@ -164,6 +175,8 @@ func BenchmarkBase(b *testing.B) { roundTrip(b, nopTransport{}) }
 
 func BenchmarkBearer(b *testing.B) { roundTrip(b, newBearer(b, nopTransport{})) }
 
+func BenchmarkBearerPrivate(b *testing.B) { roundTrip(b, newBearerPrivate(b, nopTransport{})) }
+
 func BenchmarkOAuth2(b *testing.B) { roundTrip(b, newOAuth2(nopTransport{})) }
 
 func BenchmarkOAuth2Static(b *testing.B) { roundTrip(b, newOAuth2Static(nopTransport{})) }
@@ -171,6 +184,10 @@ func BenchmarkOAuth2Static(b *testing.B) { roundTrip(b, newOAuth2Static(nopTrans
 func BenchmarkBaseParallel(b *testing.B) { roundTripParallel(b, nopTransport{}) }
 
 func BenchmarkBearerParallel(b *testing.B) { roundTripParallel(b, newBearer(b, nopTransport{})) }
+
+func BenchmarkBearerPrivateParallel(b *testing.B) {
+	roundTripParallel(b, newBearerPrivate(b, nopTransport{}))
+}
 
 func BenchmarkOAuth2Parallel(b *testing.B) { roundTripParallel(b, newOAuth2(nopTransport{})) }
 
