@@ -30,6 +30,14 @@ import (
 // errors.Is(err, [ErrReauthorize]). If the retry gets 401 too, that response
 // is returned.
 //
+// Transport never modifies the caller's request: it sends a shallow copy
+// whose header map holds the caller's headers plus Authorization. When Base
+// only reads requests (it is nil or an [*http.Transport], or BaseReadOnly
+// is set), requests with equal headers share one such map, built once per
+// token, and a request with a valid token costs a single allocation. The
+// Request of a response is the caller's request, so the token does not
+// show there.
+//
 // The token goes only to the origin (scheme, host and port) of the first
 // request of a redirect chain, as curl does, and to AllowedHosts; on other
 // hops any Authorization header, such as the one [http.Client] copies to a
