@@ -327,3 +327,60 @@ func TestSharedHeaderConcurrent(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// newTokenSource hands out a new *Token on every call, all for the same
+// access token, as a TokenSource reading its token from a file or the
+// environment on each call does.
+type newTokenSource struct{ access string }
+
+func (s newTokenSource) Token(context.Context) (*Token, error) {
+	return &Token{AccessToken: s.access}, nil
+}
+
+// TestSharedHeaderPerTokenNotPerPointer checks that the shared header map
+// is built once per token, as documented, also when the Source hands out a
+// new *Token for the same token on each call: requests with equal headers
+// then still share one map, and cost fewer allocations than over a Base
+// that gets a map per request.
+func TestSharedHeaderPerTokenNotPerPointer(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		src  TokenSource
+	}{
+		{"same *Token on each call", staticBenchSource{&Token{AccessToken: "tok-0"}}},
+		{"new *Token on each call", newTokenSource{"tok-0"}},
+	} {
+		base := new(headerBase)
+		tr := &Transport{Source: tt.src, Base: base, BaseReadOnly: true}
+		for range 3 {
+			req, _ := http.NewRequest(http.MethodGet, "https://api.test/x", nil)
+			req.Header.Set("Accept", "application/json")
+			if _, err := tr.RoundTrip(req); err != nil {
+				t.Fatalf("%s: RoundTrip: %v", tt.name, err)
+			}
+		}
+		for i, h := range base.headers {
+			if got, want := h.Get("Authorization"), "Bearer tok-0"; got != want {
+				t.Errorf("%s: request %d: Authorization = %q, want %q", tt.name, i, got, want)
+			}
+		}
+		if base.maps[1] != base.maps[0] || base.maps[2] != base.maps[0] {
+			t.Errorf("%s: requests with equal headers got maps %#x, %#x, %#x, want one map", tt.name, base.maps[0], base.maps[1], base.maps[2])
+		}
+
+		allocs := func(readOnly bool) float64 {
+			resp := &http.Response{StatusCode: http.StatusOK, Body: http.NoBody}
+			tr := &Transport{
+				Source:       tt.src,
+				Base:         baseFunc(func(*http.Request) (*http.Response, error) { return resp, nil }),
+				BaseReadOnly: readOnly,
+			}
+			req, _ := http.NewRequest(http.MethodGet, "https://api.test/x", nil)
+			req.Header.Set("Accept", "application/json")
+			return testing.AllocsPerRun(100, func() { tr.RoundTrip(req) })
+		}
+		if shared, private := allocs(true), allocs(false); shared >= private {
+			t.Errorf("%s: a request with a shared header map costs %v allocations, one with its own %v; want fewer", tt.name, shared, private)
+		}
+	}
+}
