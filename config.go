@@ -15,8 +15,14 @@ type Config struct {
 	// TokenURL is the token endpoint; "" means [DefaultTokenURL]
 	// (OpenTicket). It must be https unless the host is loopback or
 	// AllowInsecureHTTP is set.
-	TokenURL     string
-	ClientID     string
+	TokenURL string
+	// ClientID identifies the client to the token endpoint. It is sent
+	// as given, "" included; servers that require one refuse "" with an
+	// invalid_client error.
+	ClientID string
+	// ClientSecret authenticates a confidential client. "" means a public
+	// client: with AuthInBody no client_secret is sent, with AuthBasic the
+	// password is empty. It never appears in fmt or slog output.
 	ClientSecret string
 	// Encoding is how request bodies are encoded; the zero value is JSON.
 	Encoding Encoding

@@ -98,7 +98,7 @@ func (m *MemoryStore) Save(ctx context.Context, t *Token) error {
 	return nil
 }
 
-// Lock takes the store's lock, waiting until ctx ends.
+// Lock takes the store's lock, waiting until it is free or ctx ends.
 func (m *MemoryStore) Lock(ctx context.Context) (Lease, error) {
 	m.lockOnce.Do(func() { m.lock = make(chan struct{}, 1) })
 	select {

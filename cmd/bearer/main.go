@@ -97,6 +97,7 @@ func (a *app) usage(w io.Writer) {
 		fmt.Fprintf(w, "  %-9s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintf(w, "\nRun bearer <command> -h for its flags.\n")
+	fmt.Fprintf(w, "\nexit status: 0 ok, 1 failure, 2 usage, 3 authorize the app again, 4 token endpoint unavailable\n")
 }
 
 // flagSet returns a FlagSet for the subcommand whose -h prints the
