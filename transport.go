@@ -209,9 +209,10 @@ func (t *Transport) retry(ctx context.Context, req *http.Request, resp *http.Res
 // them. Only the header map differs, as it must: it is built for this
 // request, or shared with others when Base only reads requests.
 //
-// A response to the copy, or to a copy of it with the same header map, is
-// given req as its Request, as if Base had sent req itself: the caller
-// never sees the token there, nor a header map that other requests share.
+// A response to the copy, to a copy of it with the same header map, or to
+// a clone of it with the token, is given req as its Request, as if Base had
+// sent req itself: the caller never sees the token there, nor a header map
+// that other requests share.
 func (t *Transport) send(req *http.Request, body io.ReadCloser, av *authValue) (*http.Response, error) {
 	base := t.base()
 	var out *http.Request
@@ -231,10 +232,29 @@ func (t *Transport) send(req *http.Request, body io.ReadCloser, av *authValue) (
 		out = withHeader(req, body, value)
 	}
 	resp, err := base.RoundTrip(out)
-	if resp != nil && resp.Request != nil && (resp.Request == out || sameMap(resp.Request.Header, out.Header)) {
+	if resp != nil && resp.Request != nil && answers(resp.Request, out, av) {
 		resp.Request = req
 	}
 	return resp, err
+}
+
+// answers reports whether r, the Request of a response to out, stands for
+// out: out itself, a copy sharing its header map, or a request carrying
+// av's token, such as the clone that wrappers like otelhttp's Transport
+// send in its place. A Base's own request without the token is left.
+func answers(r, out *http.Request, av *authValue) bool {
+	if r == out || sameMap(r.Header, out.Header) {
+		return true
+	}
+	if av == nil {
+		return false
+	}
+	for k, v := range r.Header {
+		if isAuthorization(k) && slices.Contains(v, av.value) {
+			return true
+		}
+	}
+	return false
 }
 
 // sameMap reports whether a and b are the same map. http.Transport answers

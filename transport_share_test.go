@@ -384,3 +384,45 @@ func TestSharedHeaderPerTokenNotPerPointer(t *testing.T) {
 		}
 	}
 }
+
+// TestResponseRequestFromCloningBase checks that the token does not show
+// in a response's Request when Base clones the request it gets before
+// sending it, as otelhttp's Transport does: the response answers the
+// caller's request, which it must carry.
+func TestResponseRequestFromCloningBase(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer srv.Close()
+	hb := srv.Client().Transport.(*http.Transport)
+	defer hb.CloseIdleConnections()
+	cloning := baseFunc(func(r *http.Request) (*http.Response, error) {
+		return hb.RoundTrip(r.Clone(r.Context()))
+	})
+	for _, tt := range []struct {
+		name     string
+		readOnly bool
+		body     string
+	}{
+		{"own header map, GET", false, ""},
+		{"own header map, POST", false, "payload"},
+		{"shared header map, GET", true, ""},
+		{"shared header map, POST", true, "payload"},
+	} {
+		tr := &Transport{Source: newRotatingSource(), Base: cloning, BaseReadOnly: tt.readOnly}
+		method := http.MethodGet
+		if tt.body != "" {
+			method = http.MethodPost
+		}
+		req, _ := http.NewRequest(method, srv.URL, strings.NewReader(tt.body))
+		resp, err := tr.RoundTrip(req)
+		if err != nil {
+			t.Fatalf("%s: RoundTrip: %v", tt.name, err)
+		}
+		resp.Body.Close()
+		if got := resp.Request.Header.Get("Authorization"); got != "" {
+			t.Errorf("%s: Response.Request has Authorization %q, want none", tt.name, got)
+		}
+		if resp.Request != req {
+			t.Errorf("%s: Response.Request is not the caller's request", tt.name)
+		}
+	}
+}
