@@ -64,7 +64,7 @@ type Transport struct {
 	// Source supplies the tokens. Its Token method is called once per
 	// request; it should be cheap while the token is valid, as [Source]'s
 	// is. Tokens it returns must not be modified afterwards: Transport
-	// caches the header value for the last token by pointer.
+	// caches the header value of the last token.
 	Source TokenSource
 
 	// Base sends the requests. If nil, [http.DefaultTransport] is used.
@@ -88,15 +88,17 @@ type Transport struct {
 	// that sets or deletes a header of its request while this is set
 	// changes other requests' headers, and races with them.
 	//
-	// It need not be set when Base is nil or an [*http.Transport], which
-	// only read requests: Transport shares header maps over them anyway,
-	// except on GOOS=js, where http.Transport deletes its fetch options
+	// The zero value shares header maps only over an [*http.Transport],
+	// which only reads requests, and over a nil Base while
+	// [http.DefaultTransport] is one (httpmock.Activate, for one, replaces
+	// it); not on GOOS=js, where http.Transport deletes its fetch options
 	// from the header.
 	BaseReadOnly bool
 
 	// auth caches the header value of the last token seen, so that the
-	// valid-token path builds no string. Tokens are compared by pointer:
-	// a Source hands out the same *Token until it rotates.
+	// valid-token path builds no string. A Source hands out the same
+	// *Token until it rotates; other sources may hand out a new *Token
+	// for the same token each time, so tokens also compare by value.
 	auth atomic.Pointer[authValue]
 
 	// shared is the header map last shared between requests.
@@ -399,7 +401,8 @@ func (t *Transport) token(ctx context.Context) (*Token, error) {
 // value returns the Authorization header value for tok, building it only
 // when tok is not the token of the previous call.
 func (t *Transport) value(tok *Token) *authValue {
-	if a := t.auth.Load(); a != nil && a.tok == tok {
+	if a := t.auth.Load(); a != nil && (a.tok == tok ||
+		a.tok.AccessToken == tok.AccessToken && a.tok.TokenType == tok.TokenType) {
 		return a
 	}
 	a := &authValue{tok: tok, value: tok.Type() + " " + tok.AccessToken}
