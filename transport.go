@@ -35,8 +35,9 @@ import (
 // only reads requests (it is nil or an [*http.Transport], or BaseReadOnly
 // is set), requests with equal headers share one such map, built once per
 // token, and a request with a valid token costs a single allocation. The
-// Request of a response is the caller's request, so the token does not
-// show there.
+// Request of a response is the caller's request, not the copy that carried
+// the token nor a clone of it made by Base, so the token does not show
+// there; a request of Base's own without the token is left as it is.
 //
 // The token goes only to the origin (scheme, host and port) of the first
 // request of a redirect chain, as curl does, and to AllowedHosts; on other
