@@ -766,6 +766,10 @@ var fzTransportSeeds = []struct {
 	{401, "", ``, 200, 1<<9 | 1<<12},
 	{200, "", ``, 200, 1 << 11},
 	{401, "", ``, 200, 1<<11 | 1<<9},
+	{200, "", ``, 200, 1 << 14},
+	{401, "", `denied`, 200, 2<<3 | 1<<14},
+	{401, "", ``, 200, 1<<10 | 1<<14},
+	{302, "Location: https://evil.example/", ``, 200, 1<<9 | 1<<14},
 }
 
 // FuzzTransport sends a request through Transport to an in-memory Base
@@ -783,6 +787,7 @@ var fzTransportSeeds = []struct {
 //	bit 11     plain http to a host that is not loopback
 //	bit 12     AllowedHosts lists the request's host
 //	bit 13     the answer declares its Content-Length from the header
+//	bit 14     BaseReadOnly: header maps shared between requests
 func FuzzTransport(f *testing.F) {
 	for _, s := range fzTransportSeeds {
 		f.Add(s.status, s.header, []byte(s.body), s.status2, s.flags)
@@ -850,7 +855,7 @@ func FuzzTransport(f *testing.F) {
 		if flags&(1<<11) != 0 {
 			scheme = "http"
 		}
-		tr := &Transport{Source: ts, Base: base}
+		tr := &Transport{Source: ts, Base: base, BaseReadOnly: flags&(1<<14) != 0}
 		if flags&(1<<12) != 0 {
 			tr.AllowedHosts = []string{"api.example.test"}
 		}
@@ -929,6 +934,9 @@ func FuzzTransport(f *testing.F) {
 		}
 		if (resp == nil) == (err == nil) {
 			t.Errorf("RoundTrip = %v, %v; want an answer or an error", resp, err)
+		}
+		if resp != nil && resp.Request != req {
+			t.Errorf("the answer's Request is %p, want the caller's %p", resp.Request, req)
 		}
 
 		// Which requests carried which token.
