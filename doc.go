@@ -87,6 +87,15 @@
 // [ErrInterrupted] names a refresh that an earlier process began and never
 // finished.
 //
+// A refresh that finds another process's refresh of the same refresh token
+// begun and not saved does not spend that token while the Source's own
+// token is still valid: the other process may be alive, holding the new
+// token until its store answers again, and a second spend would make a
+// strict server revoke the whole family. The Source keeps serving its
+// token, tries again a second later, and adopts the other's token once it
+// is saved. Only when its own token has expired (the other process may
+// have died) does it take the refresh over.
+//
 // Transport errors, 5xx and 429 answers (honouring Retry-After) are retried
 // a few times with jittered backoff ([Config.MaxRetries]); other 4xx answers
 // never are. A request whose outcome is unknown (sent, never answered) is

@@ -49,6 +49,7 @@ type Source struct {
 	spent   []string // the refresh tokens this Source spent last, newest first
 	dead    string   // a refresh token the server rejected: never sent again
 	deadErr error    // the rejection
+	awaited string   // a refresh token another process is spending, logged once
 	// pending is a token in use but not saved. It is written only inside
 	// the singleflight, so no refresh runs while it is saved.
 	pending *pendingSave
@@ -229,6 +230,17 @@ func (s *Source) wait(ctx context.Context, rejected *Token) (*Token, error) {
 		})
 		select {
 		case r := <-ch:
+			if errors.Is(r.Err, errAwaitingSave) {
+				// Joined a refresh ahead, started while the token was
+				// fresh, that waits for another process's save. The
+				// token may be fresh still; if not, the next refresh
+				// takes over.
+				if e := s.cur.Load(); e != nil && s.fresh(e, s.now()) &&
+					(rejected == nil || e.tok.AccessToken != rejected.AccessToken) {
+					return e.tok, nil
+				}
+				continue
+			}
 			if r.Err != nil {
 				return nil, r.Err
 			}
@@ -388,10 +400,22 @@ func (s *Source) obtain(ctx context.Context, rejected *Token) (*Token, error) {
 			// stolen token is being replayed.
 			return nil, deadErr
 		}
+		ours := s.wasSpent(base.RefreshToken)
 		if lease != nil {
 			if interrupted, err = lease.Begin(ctx, base); err != nil {
 				return nil, fmt.Errorf("bearer: recording the refresh in the store: %w", err)
 			}
+		}
+		if interrupted && !ours && rejected == nil && cur != nil && s.fresh(cur, now) {
+			// Another process began spending this refresh token and has
+			// not saved what it got. It may be alive and holding the new
+			// token until its store answers again (a Redis outage longer
+			// than its lease): spending the token a second time would
+			// make a strict server revoke the whole family. While the
+			// current token is good, wait for that save, which a later
+			// attempt adopts; once it expires, take over.
+			s.awaitOther(base.RefreshToken)
+			return nil, errAwaitingSave
 		}
 		s.mu.Lock()
 		s.spent = append([]string{fingerprint(base.RefreshToken)}, s.spent[:min(len(s.spent), maxSpent-1)]...)
@@ -458,6 +482,23 @@ func (s *Source) obtain(ctx context.Context, rejected *Token) (*Token, error) {
 	}
 	s.publish(newTok, s.now())
 	return newTok, nil
+}
+
+// errAwaitingSave ends a refresh ahead of expiry that found another
+// process's refresh of the same refresh token begun and not saved.
+var errAwaitingSave = errors.New("bearer: another process's refresh of this token is not saved yet")
+
+// awaitOther logs, once per refresh token, that a refresh waits for
+// another process's save.
+func (s *Source) awaitOther(rt string) {
+	fp := fingerprint(rt)
+	s.mu.Lock()
+	first := s.awaited != fp
+	s.awaited = fp
+	s.mu.Unlock()
+	if first {
+		s.logWarn("the store shows another process's refresh of this token begun and not saved; the current token is still valid, so this process waits for that save instead of spending the token again", errAwaitingSave)
+	}
 }
 
 // adoptable returns stored if it is a token this Source may switch to

@@ -40,7 +40,10 @@
 // Interrupted refreshes. Before its request leaves, the holder records a
 // fingerprint of the refresh token it is about to spend; a successful save
 // clears it. The next holder that finds the record for the same token knows
-// the earlier refresh may have spent it ([bearer.ErrInterrupted]).
+// the earlier refresh may have spent it ([bearer.ErrInterrupted]). While
+// its own access token is still valid, a bearer.Source that finds such a
+// record does not spend the token but waits for the earlier holder's save,
+// which may be retrying after an outage longer than its lease.
 //
 // Fail closed. When Redis cannot be reached every method returns an error
 // ("bearer/redisstore: ...", wrapping go-redis's) instead of guessing: no
