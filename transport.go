@@ -287,13 +287,38 @@ func (t *Transport) sharedHeader(h http.Header, av *authValue) http.Header {
 		return s.header
 	}
 	if s == nil || !s.sameAuth(av) || rebuild(s.used.Load()) {
-		if !hasAuthorization(h) {
+		if shareable(h) {
 			s = newSharedHeader(h, av)
 			t.shared.Store(s)
 			return s.header
 		}
 	}
 	return nil
+}
+
+// maxShared bounds the size of a header Transport keeps for sharing. The
+// shared map outlives the request that built it, and a large header (a
+// user's cookies, say) should not stay in memory for good.
+const maxShared = 8 << 10
+
+// shareable reports whether a shared map may be built from h: it has no
+// Authorization of its own and its keys and values total at most
+// maxShared bytes.
+func shareable(h http.Header) bool {
+	n := 0
+	for k, v := range h {
+		if isAuthorization(k) {
+			return false
+		}
+		n += len(k)
+		for _, s := range v {
+			n += len(s)
+		}
+		if n > maxShared {
+			return false
+		}
+	}
+	return true
 }
 
 // rebuild reports, at random, whether a request whose header differs from

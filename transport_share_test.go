@@ -118,6 +118,32 @@ func TestSharedHeaderFollowsCallerHeader(t *testing.T) {
 	}
 }
 
+// TestLargeHeaderNotShared checks that a header too large to keep goes out
+// intact in a map of its own each time.
+func TestLargeHeaderNotShared(t *testing.T) {
+	base := new(headerBase)
+	tr := &Transport{Source: newRotatingSource(), Base: base, BaseReadOnly: true}
+	big := http.Header{"Cookie": {strings.Repeat("c", maxShared)}, "Accept": {"application/json"}}
+	for range 2 {
+		req, _ := http.NewRequest(http.MethodGet, "https://api.test/x", nil)
+		req.Header = big
+		if _, err := tr.RoundTrip(req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, h := range base.headers {
+		if want := wantSent(big, "Bearer tok-0"); !sameHeader(h, want) {
+			t.Errorf("request %d sent another header than the caller's plus the token", i)
+		}
+	}
+	if base.maps[0] == base.maps[1] {
+		t.Errorf("a %d-byte header was shared", maxShared)
+	}
+	if tr.shared.Load() != nil {
+		t.Errorf("the Transport keeps a %d-byte header", maxShared)
+	}
+}
+
 // TestSharedHeaderAfterRotation checks that once the token changes no
 // request goes out with a header map built for the old one.
 func TestSharedHeaderAfterRotation(t *testing.T) {
