@@ -6,12 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
-	"net/url"
-	"reflect"
-	"runtime"
-	"slices"
 	"strings"
 	"sync/atomic"
 )
@@ -114,12 +109,6 @@ type refresher interface {
 	Refresh(ctx context.Context, rejected *Token) (*Token, error)
 }
 
-// authValue is the Authorization header value for tok.
-type authValue struct {
-	tok   *Token
-	value string
-}
-
 // errEmptyToken is reported, wrapped, when a TokenSource returns a nil
 // Token or one without an access token, and no error.
 var errEmptyToken = errors.New("the source returned no token")
@@ -128,10 +117,6 @@ var errEmptyToken = errors.New("the source returned no token")
 // that a small one leaves its connection reusable and a huge one costs
 // little. net/http's client reads 2 KiB of a redirect's body.
 const maxDiscard = 4 << 10
-
-// maxHops bounds the walk to the first request of a redirect chain; a
-// longer (or circular) chain gets no token. http.Client stops at 10.
-const maxHops = 100
 
 // RoundTrip implements [http.RoundTripper]. It does not modify req, and it
 // closes req.Body on every path, errors included.
@@ -241,160 +226,6 @@ func (t *Transport) send(req *http.Request, body io.ReadCloser, av *authValue) (
 	return resp, err
 }
 
-// answers reports whether r, the Request of a response to out, stands for
-// out: out itself, a copy sharing its header map, or a request carrying
-// av's token, such as the clone that wrappers like otelhttp's Transport
-// send in its place. A Base's own request without the token is left.
-func answers(r, out *http.Request, av *authValue) bool {
-	if r == out || sameMap(r.Header, out.Header) {
-		return true
-	}
-	if av == nil {
-		return false
-	}
-	for k, v := range r.Header {
-		if isAuthorization(k) && slices.Contains(v, av.value) {
-			return true
-		}
-	}
-	return false
-}
-
-// sameMap reports whether a and b are the same map. http.Transport answers
-// a request with a body with a copy of it, which shares its header.
-func sameMap(a, b http.Header) bool {
-	return reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer()
-}
-
-// readOnly reports whether base is known not to modify requests.
-func (t *Transport) readOnly(base http.RoundTripper) bool {
-	if t.BaseReadOnly {
-		return true
-	}
-	_, ok := base.(*http.Transport)
-	return ok && runtime.GOOS != "js"
-}
-
-// sharedHeader returns a read-only header map with h's headers and
-// Authorization set to av's value, or nil when the request had better
-// build its own.
-func (t *Transport) sharedHeader(h http.Header, av *authValue) http.Header {
-	s := t.shared.Load()
-	if s != nil && s.sameAuth(av) && s.matches(h) {
-		if !s.used.Load() {
-			s.used.Store(true)
-		}
-		return s.header
-	}
-	if s == nil || !s.sameAuth(av) || rebuild(s.used.Load()) {
-		if shareable(h) {
-			s = newSharedHeader(h, av)
-			t.shared.Store(s)
-			return s.header
-		}
-	}
-	return nil
-}
-
-// maxShared bounds the size of a header Transport keeps for sharing. The
-// shared map outlives the request that built it, and a large header (a
-// user's cookies, say) should not stay in memory for good.
-const maxShared = 8 << 10
-
-// shareable reports whether a shared map may be built from h: it has no
-// Authorization of its own and its keys and values total at most
-// maxShared bytes.
-func shareable(h http.Header) bool {
-	n := 0
-	for k, v := range h {
-		if isAuthorization(k) {
-			return false
-		}
-		n += len(k)
-		for _, s := range v {
-			n += len(s)
-		}
-		if n > maxShared {
-			return false
-		}
-	}
-	return true
-}
-
-// rebuild reports, at random, whether a request whose header differs from
-// the shared one should replace it. Rarely if the shared one has never
-// fitted a second request: headers that always differ (a request ID each)
-// then cost next to nothing, and no counter is shared between CPUs.
-func rebuild(used bool) bool {
-	if used {
-		return rand.Uint32()%32 == 0
-	}
-	return rand.Uint32()%1024 == 0
-}
-
-// sharedHeader is a header map that requests with the same header share.
-// Nothing in it but used changes after newSharedHeader returns.
-type sharedHeader struct {
-	used   atomic.Bool // a request other than the first has matched it
-	auth   *authValue
-	keys   []string    // the caller's header keys,
-	vals   [][]string  // with copies of their values,
-	header http.Header // and the map to send: keys, vals and Authorization
-}
-
-// newSharedHeader returns the shared header for requests with header h,
-// which has no Authorization, and Authorization av. The values are
-// copied, so that a caller changing h's slices later changes nothing here.
-func newSharedHeader(h http.Header, av *authValue) *sharedHeader {
-	n := 1
-	for _, v := range h {
-		n += len(v)
-	}
-	all := make([]string, 0, n)
-	s := &sharedHeader{
-		auth:   av,
-		keys:   make([]string, 0, len(h)),
-		vals:   make([][]string, 0, len(h)),
-		header: make(http.Header, len(h)+1),
-	}
-	for k, v := range h {
-		var c []string
-		if v != nil {
-			all = append(all, v...)
-			// A full slice expression, so that appending to it copies.
-			c = all[len(all)-len(v) : len(all) : len(all)]
-		}
-		s.keys = append(s.keys, k)
-		s.vals = append(s.vals, c)
-		s.header[k] = c
-	}
-	all = append(all, av.value)
-	s.header["Authorization"] = all[len(all)-1:]
-	return s
-}
-
-// sameAuth reports whether s carries av's Authorization value. A Source
-// may hand out a new *Token for the same token on each call; comparing the
-// values, when the pointers differ, keeps the map built once per token.
-func (s *sharedHeader) sameAuth(av *authValue) bool {
-	return s.auth == av || s.auth.value == av.value
-}
-
-// matches reports whether h has exactly s's keys and values. Equal counts
-// and every key of s present in h mean the same set of keys.
-func (s *sharedHeader) matches(h http.Header) bool {
-	if len(h) != len(s.keys) {
-		return false
-	}
-	for i, k := range s.keys {
-		v, ok := h[k]
-		if !ok || !slices.Equal(v, s.vals[i]) {
-			return false
-		}
-	}
-	return true
-}
-
 // CloseIdleConnections closes the idle connections of Base, if it has such
 // a method, so that [http.Client.CloseIdleConnections] reaches through
 // Transport.
@@ -424,149 +255,9 @@ func (t *Transport) token(ctx context.Context) (*Token, error) {
 	return tok, nil
 }
 
-// value returns the Authorization header value for tok, building it only
-// when tok is not the token of the previous call.
-func (t *Transport) value(tok *Token) *authValue {
-	if a := t.auth.Load(); a != nil && (a.tok == tok ||
-		a.tok.AccessToken == tok.AccessToken && a.tok.TokenType == tok.TokenType) {
-		return a
-	}
-	a := &authValue{tok: tok, value: tok.Type() + " " + tok.AccessToken}
-	t.auth.Store(a)
-	return a
-}
-
-// mayAuthorize reports whether req may carry the token: it goes to the
-// origin of the first request of its redirect chain, or to an allowed host.
-func (t *Transport) mayAuthorize(req *http.Request) bool {
-	if req.Response == nil {
-		return true // the first request, the common case
-	}
-	first := req
-	for i := 0; first.Response != nil; i++ {
-		if first.Response.Request == nil || i == maxHops {
-			// The chain is broken: the origin is unknown, so only an
-			// explicitly allowed host may have the token.
-			return t.allowedHost(req.URL)
-		}
-		first = first.Response.Request
-	}
-	return sameOrigin(first.URL, req.URL) || t.allowedHost(req.URL)
-}
-
-// allowedHost reports whether u's host is in AllowedHosts.
-func (t *Transport) allowedHost(u *url.URL) bool {
-	host, port := u.Hostname(), originPort(u)
-	for _, a := range t.AllowedHosts {
-		ah, ap := a, ""
-		if h, p, ok := splitAllowedHost(a); ok {
-			ah, ap = h, p
-		}
-		if strings.EqualFold(ah, host) && (ap == "" || ap == port) {
-			return true
-		}
-	}
-	return false
-}
-
-// splitAllowedHost splits "host:port" and "[v6]:port"; ok is false when s has
-// no port.
-func splitAllowedHost(s string) (host, port string, ok bool) {
-	i := strings.LastIndexByte(s, ':')
-	if i < 0 || strings.IndexByte(s[i:], ']') >= 0 {
-		return "", "", false // "host", "[::1]"
-	}
-	host, port = s[:i], s[i+1:]
-	if strings.HasPrefix(host, "[") && strings.HasSuffix(host, "]") {
-		host = host[1 : len(host)-1]
-	} else if strings.IndexByte(host, ':') >= 0 {
-		return "", "", false // a bare IPv6 address
-	}
-	return host, port, true
-}
-
-// checkSecure returns an error wrapping ErrInsecure if a token must not go
-// to u.
-func (t *Transport) checkSecure(u *url.URL) error {
-	if u.Scheme == "https" || t.AllowInsecureHTTP || isLoopback(u.Hostname()) {
-		return nil
-	}
-	// The host is not a secret; the rest of the URL may hold some.
-	return fmt.Errorf("%w: host %q is not loopback (set Transport.AllowInsecureHTTP to allow it)", ErrInsecure, u.Hostname())
-}
-
-// sameOrigin reports whether a and b have the same scheme, host and port,
-// the rule curl adopted for CVE-2022-27776. net/http's client also forwards
-// Authorization to other ports and to subdomains.
-func sameOrigin(a, b *url.URL) bool {
-	return strings.EqualFold(a.Scheme, b.Scheme) &&
-		strings.EqualFold(a.Hostname(), b.Hostname()) &&
-		originPort(a) == originPort(b)
-}
-
-// originPort returns u's port, or the default port of its scheme.
-func originPort(u *url.URL) string {
-	if p := u.Port(); p != "" {
-		return p
-	}
-	switch strings.ToLower(u.Scheme) {
-	case "http":
-		return "80"
-	case "https":
-		return "443"
-	}
-	return ""
-}
-
 // canReplay reports whether req's body can be sent a second time.
 func canReplay(req *http.Request) bool {
 	return req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
-}
-
-// authRequest holds a request copy and its Authorization value slice, so
-// that both take one allocation.
-type authRequest struct {
-	req  http.Request
-	auth [1]string
-}
-
-// withHeader returns a shallow copy of req with body and a header map of
-// its own, in which Authorization is set to value, or removed when value
-// is empty.
-func withHeader(req *http.Request, body io.ReadCloser, value string) *http.Request {
-	a := new(authRequest)
-	a.req = *req
-	a.req.Body = body
-	h := make(http.Header, len(req.Header)+1)
-	for k, v := range req.Header {
-		if !isAuthorization(k) {
-			h[k] = v
-		}
-	}
-	if value != "" {
-		a.auth[0] = value
-		h["Authorization"] = a.auth[:]
-	}
-	a.req.Header = h
-	return &a.req
-}
-
-// hasAuthorization reports whether h has an Authorization header, in any
-// spelling of the key.
-func hasAuthorization(h http.Header) bool {
-	if _, ok := h["Authorization"]; ok {
-		return true
-	}
-	for k := range h {
-		if isAuthorization(k) {
-			return true
-		}
-	}
-	return false
-}
-
-func isAuthorization(k string) bool {
-	return len(k) == len("Authorization") && strings.EqualFold(k, "Authorization")
 }
 
 // insufficientScope reports whether a WWW-Authenticate header carries
@@ -610,8 +301,6 @@ func closeRequestBody(req *http.Request) {
 	}
 }
 
-// discardResponse reads a bounded part of resp's body, so that the connection
-// can be reused, and closes it.
 // buffered reads up to maxDiscard bytes of body and closes it, so that its
 // connection goes back to the pool; a longer body stays open behind the
 // buffered part, readable in full.
@@ -630,6 +319,8 @@ func buffered(body io.ReadCloser) io.ReadCloser {
 	return io.NopCloser(bytes.NewReader(buf))
 }
 
+// discardResponse reads a bounded part of resp's body, so that the connection
+// can be reused, and closes it.
 func discardResponse(resp *http.Response) {
 	if resp.Body == nil {
 		return
