@@ -87,14 +87,17 @@
 // [ErrInterrupted] names a refresh that an earlier process began and never
 // finished.
 //
-// A refresh that finds another process's refresh of the same refresh token
-// begun and not saved does not spend that token while the Source's own
-// token is still valid: the other process may be alive, holding the new
-// token until its store answers again, and a second spend would make a
-// strict server revoke the whole family. The Source keeps serving its
-// token, tries again a second later, and adopts the other's token once it
-// is saved. Only when its own token has expired (the other process may
-// have died) does it take the refresh over.
+// A refresh ahead of expiry that finds another Source's refresh of the
+// same refresh token begun and not saved (another process's, or an earlier
+// Source's in this one) does not spend that token at once: the other may be
+// alive, holding the new token until its store answers again, and a second
+// spend would make a strict server revoke the whole family. The Source keeps
+// serving its valid token, tries again each second, and adopts the other's
+// token once it is saved; a failed save is retried at least every 5 s. After
+// 10 s from the first sight, or as soon as its own token has expired or was
+// rejected, it takes the refresh over: the other may have died, and a server
+// with a reuse grace period answers a takeover only soon after the first
+// spend.
 //
 // Transport errors, 5xx and 429 answers (honouring Retry-After) are retried
 // a few times with jittered backoff ([Config.MaxRetries]); other 4xx answers

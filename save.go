@@ -86,6 +86,11 @@ func (s *Source) savePending(ctx context.Context) error {
 	return nil
 }
 
+// maxSaveWait is the longest pause between retries of a failed save. It is
+// short, as other Sources sharing the store wait for the save (awaitSave)
+// rather than spend the refresh token again.
+const maxSaveWait = 5 * time.Second
+
 // retrySaves is the one goroutine that retries a failed save, with
 // backoff. It ends when nothing is pending any more (saved, or superseded
 // by a refresh that saved) or when Close is called.
@@ -112,7 +117,7 @@ func (s *Source) retrySaves() {
 			return
 		}
 		s.mu.Unlock()
-		wait = min(wait*2, 30*time.Second)
+		wait = min(wait*2, maxSaveWait)
 		t.Reset(wait)
 	}
 }

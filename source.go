@@ -45,11 +45,12 @@ type Source struct {
 
 	// mu guards the fields below it and wg.Add. Refresh tokens are kept
 	// as fingerprints only, so that no print of a Source shows one.
-	mu      sync.Mutex
-	spent   []string // the refresh tokens this Source spent last, newest first
-	dead    string   // a refresh token the server rejected: never sent again
-	deadErr error    // the rejection
-	awaited string   // a refresh token another process is spending, logged once
+	mu           sync.Mutex
+	spent        []string  // the refresh tokens this Source spent last, newest first
+	dead         string    // a refresh token the server rejected: never sent again
+	deadErr      error     // the rejection
+	awaited      string    // a refresh token another Source began spending and has not saved,
+	awaitedSince time.Time // first seen then
 	// pending is a token in use but not saved. It is written only inside
 	// the singleflight, so no refresh runs while it is saved.
 	pending *pendingSave
@@ -279,8 +280,9 @@ func (s *Source) refreshAhead(now time.Time) {
 		})
 		if err != nil {
 			// Callers still hold a valid token; try again a little later
-			// rather than on every call. Failures were reported by obtain.
-			s.aheadAfter.Store(s.now().Add(time.Second).UnixNano())
+			// (a second after this attempt began) rather than on every
+			// call. Failures were reported by obtain.
+			s.aheadAfter.Store(now.Add(time.Second).UnixNano())
 		}
 	}()
 }
@@ -406,19 +408,20 @@ func (s *Source) obtain(ctx context.Context, rejected *Token) (*Token, error) {
 				return nil, fmt.Errorf("bearer: recording the refresh in the store: %w", err)
 			}
 		}
-		if interrupted && !ours && rejected == nil && cur != nil && s.fresh(cur, now) {
-			// Another process began spending this refresh token and has
+		if interrupted && !ours && rejected == nil && cur != nil && s.fresh(cur, now) && s.awaitOther(base.RefreshToken, now) {
+			// Another Source began spending this refresh token and has
 			// not saved what it got. It may be alive and holding the new
 			// token until its store answers again (a Redis outage longer
-			// than its lease): spending the token a second time would
-			// make a strict server revoke the whole family. While the
-			// current token is good, wait for that save, which a later
-			// attempt adopts; once it expires, take over.
-			s.awaitOther(base.RefreshToken)
+			// than its lease), retrying the save at least every
+			// maxSaveWait: spending the token a second time would make a
+			// strict server revoke the whole family. While the current
+			// token is good, wait awhile for that save, which a later
+			// attempt adopts. Not for long: the other may have died, and
+			// a server with a reuse grace answers a takeover only soon.
 			return nil, errAwaitingSave
 		}
 		s.mu.Lock()
-		s.spent = append([]string{fingerprint(base.RefreshToken)}, s.spent[:min(len(s.spent), maxSpent-1)]...)
+		s.spent = remember(s.spent, fingerprint(base.RefreshToken))
 		s.mu.Unlock()
 		newTok, err = s.request(ctx, func(ctx context.Context) (*Token, error) {
 			return s.cfg.refreshGrant(ctx, base.RefreshToken)
@@ -485,20 +488,41 @@ func (s *Source) obtain(ctx context.Context, rejected *Token) (*Token, error) {
 }
 
 // errAwaitingSave ends a refresh ahead of expiry that found another
-// process's refresh of the same refresh token begun and not saved.
+// Source's refresh of the same refresh token begun and not saved.
 var errAwaitingSave = errors.New("bearer: another process's refresh of this token is not saved yet")
 
-// awaitOther logs, once per refresh token, that a refresh waits for
-// another process's save.
-func (s *Source) awaitOther(rt string) {
+// awaitSave is how long a refresh ahead of expiry waits, from the first
+// sight, for another Source's unsaved refresh to be saved: twice the
+// longest pause between its save retries.
+const awaitSave = 2 * maxSaveWait
+
+// awaitOther reports whether a refresh of rt, begun by another Source and
+// not saved, should still be waited for at now, and logs the first sight.
+func (s *Source) awaitOther(rt string, now time.Time) bool {
 	fp := fingerprint(rt)
 	s.mu.Lock()
 	first := s.awaited != fp
-	s.awaited = fp
-	s.mu.Unlock()
 	if first {
+		s.awaited, s.awaitedSince = fp, now
+	}
+	wait := now.Sub(s.awaitedSince) < awaitSave
+	s.mu.Unlock()
+	if first && wait {
 		s.logWarn("the store shows another process's refresh of this token begun and not saved; the current token is still valid, so this process waits for that save instead of spending the token again", errAwaitingSave)
 	}
+	return wait
+}
+
+// remember returns spent with fp in front, once, keeping at most maxSpent.
+func remember(spent []string, fp string) []string {
+	out := make([]string, 0, maxSpent)
+	out = append(out, fp)
+	for _, sp := range spent {
+		if sp != fp && len(out) < maxSpent {
+			out = append(out, sp)
+		}
+	}
+	return out
 }
 
 // adoptable returns stored if it is a token this Source may switch to

@@ -42,8 +42,9 @@
 // clears it. The next holder that finds the record for the same token knows
 // the earlier refresh may have spent it ([bearer.ErrInterrupted]). While
 // its own access token is still valid, a bearer.Source that finds such a
-// record does not spend the token but waits for the earlier holder's save,
-// which may be retrying after an outage longer than its lease.
+// record waits up to 10 s for the earlier holder's save, which may be
+// retrying after an outage longer than its lease, before it spends the
+// token itself.
 //
 // Fail closed. When Redis cannot be reached every method returns an error
 // ("bearer/redisstore: ...", wrapping go-redis's) instead of guessing: no
