@@ -55,7 +55,8 @@ func (t *Transport) readOnly(base http.RoundTripper) bool {
 // Authorization set to av's value, or nil when the request had better
 // build its own.
 func (t *Transport) sharedHeader(h http.Header, av *authValue) http.Header {
-	s := t.shared.Load()
+	slot := &t.shared[len(h)%len(t.shared)]
+	s := slot.Load()
 	if s != nil && s.sameAuth(av) && s.matches(h) {
 		if !s.used.Load() {
 			s.used.Store(true)
@@ -65,7 +66,7 @@ func (t *Transport) sharedHeader(h http.Header, av *authValue) http.Header {
 	if s == nil || !s.sameAuth(av) || rebuild(s.used.Load()) {
 		if shareable(h) {
 			s = newSharedHeader(h, av)
-			t.shared.Store(s)
+			slot.Store(s)
 			return s.header
 		}
 	}

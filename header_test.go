@@ -118,6 +118,36 @@ func TestSharedHeaderFollowsCallerHeader(t *testing.T) {
 	}
 }
 
+// TestSharedHeaderPerShape alternates GETs and POSTs, whose headers differ
+// in their number of keys: each kind keeps its shared map.
+func TestSharedHeaderPerShape(t *testing.T) {
+	base := new(headerBase)
+	tr := &Transport{Source: newRotatingSource(), Base: base, BaseReadOnly: true}
+	get := http.Header{"Accept": {"application/json"}}
+	post := http.Header{"Accept": {"application/json"}, "Content-Type": {"application/json"}}
+	for range 3 {
+		for _, h := range []http.Header{get, post} {
+			req, _ := http.NewRequest(http.MethodGet, "https://api.test/x", nil)
+			req.Header = h
+			if _, err := tr.RoundTrip(req); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for i, h := range base.headers {
+		want := wantSent([]http.Header{get, post}[i%2], "Bearer tok-0")
+		if !sameHeader(h, want) {
+			t.Errorf("request %d sent %v, want %v", i, h, want)
+		}
+		if base.maps[i] != base.maps[i%2] {
+			t.Errorf("request %d got a map other than the first of its kind", i)
+		}
+	}
+	if base.maps[0] == base.maps[1] {
+		t.Errorf("GET and POST shared a map")
+	}
+}
+
 // TestLargeHeaderNotShared checks that a header too large to keep goes out
 // intact in a map of its own each time.
 func TestLargeHeaderNotShared(t *testing.T) {
@@ -139,7 +169,7 @@ func TestLargeHeaderNotShared(t *testing.T) {
 	if base.maps[0] == base.maps[1] {
 		t.Errorf("a %d-byte header was shared", maxShared)
 	}
-	if tr.shared.Load() != nil {
+	if tr.shared[len(big)%len(tr.shared)].Load() != nil {
 		t.Errorf("the Transport keeps a %d-byte header", maxShared)
 	}
 }

@@ -97,8 +97,11 @@ type Transport struct {
 	// for the same token each time, so tokens also compare by value.
 	auth atomic.Pointer[authValue]
 
-	// shared is the header map last shared between requests.
-	shared atomic.Pointer[sharedHeader]
+	// shared holds the header maps last shared between requests, one per
+	// number of header keys modulo its length, so that requests of a few
+	// shapes (a GET with Accept, a POST with Content-Type too) each have
+	// theirs.
+	shared [4]atomic.Pointer[sharedHeader]
 }
 
 var _ http.RoundTripper = (*Transport)(nil)
