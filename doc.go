@@ -93,11 +93,11 @@
 // alive, holding the new token until its store answers again, and a second
 // spend would make a strict server revoke the whole family. The Source keeps
 // serving its valid token, tries again each second, and adopts the other's
-// token once it is saved; a failed save is retried at least every 5 s. After
-// 10 s from the first sight, or as soon as its own token has expired or was
-// rejected, it takes the refresh over: the other may have died, and a server
-// with a reuse grace period answers a takeover only soon after the first
-// spend.
+// token once it is saved; a failed save is retried within 5 s of each
+// failed attempt. After 10 s from the first sight, or as soon as its own
+// token has expired or was rejected, it takes the refresh over: the other
+// may have died, and a server with a reuse grace period answers a takeover
+// only soon after the first spend.
 //
 // Transport errors, 5xx and 429 answers (honouring Retry-After) are retried
 // a few times with jittered backoff ([Config.MaxRetries]); other 4xx answers

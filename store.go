@@ -43,7 +43,8 @@ type Lease interface {
 	// Begin records, before the refresh request leaves, that old's refresh
 	// token is about to be spent. It reports whether such a record for the
 	// same refresh token was already there: an earlier refresh was
-	// interrupted (a crash, a lost answer) and the token may be spent.
+	// interrupted (a crash, a lost answer), or another process's refresh
+	// has not saved its result yet, and the token may be spent.
 	Begin(ctx context.Context, old *Token) (interrupted bool, err error)
 
 	// CompareAndSwap saves new only if the store still holds old's refresh

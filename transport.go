@@ -29,7 +29,9 @@ import (
 // whose header map holds the caller's headers plus Authorization. When Base
 // only reads requests (it is nil or an [*http.Transport], or BaseReadOnly
 // is set), requests with equal headers share one such map, built once per
-// token, and a request with a valid token costs a single allocation. The
+// token; Transport keeps one per number of header keys (modulo 4), and a
+// request with a valid token whose header matches one costs a single
+// allocation. The
 // Request of a response is the caller's request, not the copy that carried
 // the token nor a clone of it made by Base, so the token does not show
 // there; a request of Base's own without the token is left as it is.

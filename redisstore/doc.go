@@ -41,7 +41,8 @@
 // fingerprint of the refresh token it is about to spend; a successful save
 // clears it. The next holder that finds the record for the same token knows
 // the earlier refresh may have spent it ([bearer.ErrInterrupted]). While
-// its own access token is still valid, a bearer.Source that finds such a
+// its own access token is valid and not rejected (a refresh ahead of
+// expiry), a bearer.Source that finds such a
 // record waits up to 10 s for the earlier holder's save, which may be
 // retrying after an outage longer than its lease, before it spends the
 // token itself.
