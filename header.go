@@ -57,13 +57,13 @@ func (t *Transport) readOnly(base http.RoundTripper) bool {
 func (t *Transport) sharedHeader(h http.Header, av *authValue) http.Header {
 	slot := &t.shared[len(h)%len(t.shared)]
 	s := slot.Load()
-	if s != nil && s.sameAuth(av) && s.matches(h) {
+	if s != nil && s.auth == av && s.matches(h) {
 		if !s.used.Load() {
 			s.used.Store(true)
 		}
 		return s.header
 	}
-	if s == nil || !s.sameAuth(av) || rebuild(s.used.Load()) {
+	if s == nil || s.auth != av || rebuild(s.used.Load()) {
 		if shareable(h) {
 			s = newSharedHeader(h, av)
 			slot.Store(s)
@@ -148,13 +148,6 @@ func newSharedHeader(h http.Header, av *authValue) *sharedHeader {
 	all = append(all, av.value)
 	s.header["Authorization"] = all[len(all)-1:]
 	return s
-}
-
-// sameAuth reports whether s carries av's Authorization value. A Source
-// may hand out a new *Token for the same token on each call; comparing the
-// values, when the pointers differ, keeps the map built once per token.
-func (s *sharedHeader) sameAuth(av *authValue) bool {
-	return s.auth == av || s.auth.value == av.value
 }
 
 // matches reports whether h has exactly s's keys and values. Equal counts

@@ -382,6 +382,9 @@ func TestSharedHeaderConcurrent(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
+	if got := src.rotations.Load(); got != 1 {
+		t.Errorf("rotations = %d, want 1 (the revoked token refreshed once)", got)
+	}
 }
 
 // newTokenSource hands out a new *Token on every call, all for the same

@@ -155,12 +155,8 @@ func (l *lease) CompareAndSwap(ctx context.Context, old, new *bearer.Token) erro
 	}
 	const doing = "saving the refreshed token"
 	var lastErr error // of the previous try, for when ctx ends during one
-	var timer *time.Timer
-	defer func() {
-		if timer != nil {
-			timer.Stop()
-		}
-	}()
+	var p pauser
+	defer p.stop()
 	for backoff := casBackoff; ; backoff = min(2*backoff, casMaxBackoff) {
 		var code int64
 		err := do(ctx, func(ctx context.Context) error {
@@ -188,15 +184,7 @@ func (l *lease) CompareAndSwap(ctx context.Context, old, new *bearer.Token) erro
 			return s.errorf(doing, err)
 		}
 		lastErr = err
-		wait := backoff/2 + mrand.N(backoff/2+1)
-		if timer == nil {
-			timer = time.NewTimer(wait)
-		} else {
-			timer.Reset(wait)
-		}
-		select {
-		case <-timer.C:
-		case <-ctx.Done():
+		if !p.pause(ctx, backoff/2+mrand.N(backoff/2+1)) {
 			return fmt.Errorf("bearer/redisstore: %s at %q: %w (gave up: %w)", doing, s.key, err, ctx.Err())
 		}
 	}

@@ -169,12 +169,8 @@ func (s *Store) Lock(ctx context.Context) (bearer.Lease, error) {
 		return nil, err
 	}
 	ttl := s.leaseTTL()
-	var timer *time.Timer
-	defer func() {
-		if timer != nil {
-			timer.Stop()
-		}
-	}()
+	var p pauser
+	defer p.stop()
 	for {
 		var ok bool
 		err := do(ctx, func(ctx context.Context) error {
@@ -197,17 +193,33 @@ func (s *Store) Lock(ctx context.Context) (bearer.Lease, error) {
 		if ok {
 			return &lease{s: s, owner: owner}, nil
 		}
-		wait := s.pollWait()
-		if timer == nil {
-			timer = time.NewTimer(wait)
-		} else {
-			timer.Reset(wait)
-		}
-		select {
-		case <-timer.C:
-		case <-ctx.Done():
+		if !p.pause(ctx, s.pollWait()) {
 			return nil, ctxError("waiting for the lease", ctx)
 		}
+	}
+}
+
+// pauser waits between tries on one timer, made at the first pause.
+type pauser struct{ t *time.Timer }
+
+// pause waits d and reports true, or false if ctx ends first.
+func (p *pauser) pause(ctx context.Context, d time.Duration) bool {
+	if p.t == nil {
+		p.t = time.NewTimer(d)
+	} else {
+		p.t.Reset(d)
+	}
+	select {
+	case <-p.t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+func (p *pauser) stop() {
+	if p.t != nil {
+		p.t.Stop()
 	}
 }
 

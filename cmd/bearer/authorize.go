@@ -21,9 +21,9 @@ func (a *app) importToken(ctx context.Context, args []string) int {
 	if fs.NArg() > 0 {
 		return a.usageError(fs, "unexpected argument %q (the token response is read from standard input)", fs.Arg(0))
 	}
-	path, err := a.storePath(*store)
-	if err != nil {
-		return a.usageError(fs, "%v", err)
+	path, code, ok := a.storeFile(fs, *store)
+	if !ok {
+		return code
 	}
 	// One byte past the library's limit lets it report the size.
 	body, err := io.ReadAll(io.LimitReader(a.stdin, maxResponse+1))

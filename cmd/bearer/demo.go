@@ -23,12 +23,10 @@ func (a *app) demo(ctx context.Context, args []string) int {
 	workers := fs.Int("workers", 8, "number of concurrent workers")
 	lifetime := fs.Duration("access-lifetime", 2*time.Second, "how long the demo server's access tokens live (at least 1s)")
 	latency := fs.Duration("latency", 0, "delay of every token endpoint request")
-	if code, ok := parse(fs, args); !ok {
+	if code, ok := a.parseFlags(fs, args); !ok {
 		return code
 	}
 	switch {
-	case fs.NArg() > 0:
-		return a.usageError(fs, "unexpected argument %q", fs.Arg(0))
 	case *duration <= 0:
 		return a.usageError(fs, "-duration must be positive")
 	case *workers < 1:

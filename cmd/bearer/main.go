@@ -132,6 +132,28 @@ func parse(fs *flag.FlagSet, args []string) (code int, ok bool) {
 	return exitOK, true
 }
 
+// parseFlags parses args into fs for a command that takes flags and no
+// arguments. ok is false when the command must end, with code.
+func (a *app) parseFlags(fs *flag.FlagSet, args []string) (code int, ok bool) {
+	if code, ok := parse(fs, args); !ok {
+		return code, false
+	}
+	if fs.NArg() > 0 {
+		return a.usageError(fs, "unexpected argument %q", fs.Arg(0)), false
+	}
+	return exitOK, true
+}
+
+// storeFile returns the store file that --store (flagValue) names, or
+// reports a usage error: ok is false when the command must end, with code.
+func (a *app) storeFile(fs *flag.FlagSet, flagValue string) (path string, code int, ok bool) {
+	path, err := a.storePath(flagValue)
+	if err != nil {
+		return "", a.usageError(fs, "%v", err), false
+	}
+	return path, exitOK, true
+}
+
 // usageError reports a mistake in the arguments.
 func (a *app) usageError(fs *flag.FlagSet, format string, args ...any) int {
 	fmt.Fprintf(a.stderr, "%s: %s\n", fs.Name(), fmt.Sprintf(format, args...))

@@ -15,15 +15,12 @@ func (a *app) token(ctx context.Context, args []string) int {
 	fs := a.flagSet("token", "[flags]")
 	store := storeFlag(fs)
 	cf := addClientFlags(fs)
-	if code, ok := parse(fs, args); !ok {
+	if code, ok := a.parseFlags(fs, args); !ok {
 		return code
 	}
-	if fs.NArg() > 0 {
-		return a.usageError(fs, "unexpected argument %q", fs.Arg(0))
-	}
-	path, err := a.storePath(*store)
-	if err != nil {
-		return a.usageError(fs, "%v", err)
+	path, code, ok := a.storeFile(fs, *store)
+	if !ok {
+		return code
 	}
 
 	src := bearer.NewSource(a.config(cf), bearer.NewFileStore(path))
@@ -44,15 +41,12 @@ func (a *app) token(ctx context.Context, args []string) int {
 func (a *app) status(ctx context.Context, args []string) int {
 	fs := a.flagSet("status", "[--store FILE]")
 	store := storeFlag(fs)
-	if code, ok := parse(fs, args); !ok {
+	if code, ok := a.parseFlags(fs, args); !ok {
 		return code
 	}
-	if fs.NArg() > 0 {
-		return a.usageError(fs, "unexpected argument %q", fs.Arg(0))
-	}
-	path, err := a.storePath(*store)
-	if err != nil {
-		return a.usageError(fs, "%v", err)
+	path, code, ok := a.storeFile(fs, *store)
+	if !ok {
+		return code
 	}
 	tok, err := bearer.NewFileStore(path).Load(ctx)
 	if err != nil {
