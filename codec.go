@@ -119,8 +119,8 @@ func toStored(t *Token) storedToken {
 		e := t.RefreshExpiry
 		s.RefreshExpiry = &e
 	}
-	if !t.obtained.IsZero() {
-		o := t.obtained
+	if !t.Obtained.IsZero() {
+		o := t.Obtained
 		s.Obtained = &o
 	}
 	return s
@@ -151,7 +151,7 @@ func (s *storedToken) token() (*Token, error) {
 		t.RefreshExpiry = *s.RefreshExpiry
 	}
 	if s.Obtained != nil {
-		t.obtained = *s.Obtained
+		t.Obtained = *s.Obtained
 	}
 	return t, nil
 }

@@ -55,7 +55,11 @@ func (c *Config) Exchange(ctx context.Context, code, redirectURI, codeVerifier s
 	if codeVerifier != "" {
 		params["code_verifier"] = codeVerifier
 	}
-	return c.retrieve(ctx, params, []string{code, codeVerifier})
+	tok, err := c.retrieve(ctx, params, []string{code, codeVerifier})
+	if err != nil {
+		return nil, err
+	}
+	return tok, nil
 }
 
 // GenerateVerifier returns a random PKCE code verifier (RFC 7636 section
@@ -174,6 +178,10 @@ func (c *Config) retrieve(ctx context.Context, params map[string]string, secrets
 		if rerr == nil {
 			return tok, nil
 		}
+		if tok != nil {
+			// Unusable, but the server rotated: never ask again.
+			return tok, rerr
+		}
 		rerr.Attempts = attempt
 		if !rerr.temporary() || attempt > c.maxRetries() || ctx.Err() != nil {
 			return nil, rerr
@@ -267,16 +275,63 @@ func (c *Config) send(ctx context.Context, body []byte, contentType string, secr
 		}
 	}
 	// A successful answer carries tokens: no excerpt of it, ever.
-	if derr != nil {
-		// Cut or mangled on the way (a proxy, a reset): the server may
-		// have rotated the token, so this outcome is unknown too.
-		return nil, &RetrieveError{StatusCode: resp.StatusCode, Err: fmt.Errorf("malformed answer: %w", derr), lost: true}
+	if derr == nil {
+		tok, err := wire.token(now)
+		if err == nil {
+			return tok, nil
+		}
+		rerr := &RetrieveError{StatusCode: resp.StatusCode, Err: fmt.Errorf("unusable answer: %w", err)}
+		if wire.RefreshToken == "" || !headerSafe(wire.RefreshToken) {
+			// No new refresh token: the server kept the old one.
+			return nil, rerr
+		}
+		// The server rotated: the caller keeps the new refresh token,
+		// although the rest is unusable.
+		tok = &Token{RefreshToken: wire.RefreshToken, Obtained: now}
+		if w := wire.RefreshExpiresIn; w.set && w.n > 0 {
+			tok.RefreshExpiry = now.Add(time.Duration(w.n) * time.Second)
+		}
+		return tok, rerr
 	}
-	tok, err := wire.token(now)
-	if err != nil {
-		return nil, &RetrieveError{StatusCode: resp.StatusCode, Err: fmt.Errorf("unusable answer: %w", err)}
+	if rt, rexp := salvage(data, now); rt != "" {
+		// The server rotated, and the new refresh token can be read:
+		// the caller keeps it, although the rest is unusable.
+		return &Token{RefreshToken: rt, RefreshExpiry: rexp, Obtained: now},
+			&RetrieveError{StatusCode: resp.StatusCode, Err: fmt.Errorf("unusable answer: %w", derr)}
 	}
-	return tok, nil
+	// Cut or mangled on the way (a proxy, a reset): the server may have
+	// rotated the token and no new one can be read, so the outcome is
+	// unknown, as with a lost answer.
+	return nil, &RetrieveError{StatusCode: resp.StatusCode, Err: fmt.Errorf("malformed answer: %w", derr), lost: true}
+}
+
+// salvage reads the refresh token, and its lifetime if it can, from a
+// successful answer that is otherwise unusable.
+func salvage(body []byte, now time.Time) (string, time.Time) {
+	var rt string
+	var exp seconds
+	var m map[string]json.RawMessage
+	if json.Unmarshal(body, &m) == nil {
+		if json.Unmarshal(m["refresh_token"], &rt) != nil {
+			return "", time.Time{}
+		}
+		if raw, ok := m["refresh_token_expires_in"]; ok && exp.UnmarshalJSON(raw) != nil {
+			exp = seconds{}
+		}
+	} else if vals, err := url.ParseQuery(string(body)); err == nil {
+		rt = vals.Get("refresh_token")
+		if exp.parse(vals.Get("refresh_token_expires_in")) != nil {
+			exp = seconds{}
+		}
+	}
+	if rt == "" || !headerSafe(rt) {
+		return "", time.Time{}
+	}
+	var at time.Time
+	if exp.set && exp.n > 0 {
+		at = now.Add(time.Duration(exp.n) * time.Second)
+	}
+	return rt, at
 }
 
 func clean(s string, secrets []string, max int) string {

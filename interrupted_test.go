@@ -4,11 +4,6 @@ import (
 	"context"
 	"log/slog"
 	"math"
-	"path/filepath"
-	"runtime"
-	"slices"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -100,44 +95,6 @@ func newInterruptedFixture(t *testing.T, cfg bearertest.Config) *interruptedFixt
 	return f
 }
 
-// TestRefreshAheadWaitsForAnotherProcessSave checks that b, whose token is
-// still valid, does not spend the refresh token a spent (a strict server
-// would revoke the whole family, a's new token included), and adopts a's
-// token once a's retried save lands.
-func TestRefreshAheadWaitsForAnotherProcessSave(t *testing.T) {
-	f := newInterruptedFixture(t, bearertest.Config{})
-	ctx := context.Background()
-
-	got, err := f.b.Token(ctx) // in the window: one background refresh
-	if err != nil || got.AccessToken != f.t0.AccessToken {
-		t.Fatalf("b.Token() = %v, %v; want the valid token at once", got, err)
-	}
-	waitFor(t, "end of b's background refresh", f.logs, func(m string) bool {
-		return strings.Contains(m, "waits for that save") || m == refreshFinished
-	})
-	if st := f.srv.Stats(); st.ReuseAttempts != 0 || st.Revocations != 0 {
-		t.Fatalf("server saw %d reuses, %d revocations; want none", st.ReuseAttempts, st.Revocations)
-	}
-	if got, err := f.b.Token(ctx); err != nil || got.AccessToken != f.t0.AccessToken {
-		t.Fatalf("b.Token() while waiting = %v, %v; want the valid token", got, err)
-	}
-
-	f.down.fail.Store(0) // the store answers again
-	waitFor(t, "retried save of a", f.down.saved, func(struct{}) bool { return true })
-	f.clock.Advance(2 * time.Second) // past b's pause after an attempt
-	if _, err := f.b.Token(ctx); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "adoption by b", f.adopted, func(struct{}) bool { return true })
-	if got, err := f.b.Token(ctx); err != nil || got.AccessToken != f.t1.AccessToken {
-		t.Errorf("b.Token() after a's save = %v, %v; want a's token", got, err)
-	}
-	if st := f.srv.Stats(); st.ReuseAttempts != 0 || st.Revocations != 0 || !f.srv.Alive(f.t1.RefreshToken) {
-		t.Errorf("server saw %d reuses, %d revocations, a's refresh token alive %v; want 0, 0, true",
-			st.ReuseAttempts, st.Revocations, f.srv.Alive(f.t1.RefreshToken))
-	}
-}
-
 // TestExpiredTokenTakesOverAnotherProcessRefresh checks the other side:
 // once b's token has expired and a's save still has not landed (a may have
 // died), b spends the marked refresh token itself, which a server with a
@@ -157,100 +114,5 @@ func TestExpiredTokenTakesOverAnotherProcessRefresh(t *testing.T) {
 	}
 	if st := f.srv.Stats(); st.GraceReuses != 1 || st.Revocations != 0 {
 		t.Errorf("server saw %d grace reuses, %d revocations; want 1, 0", st.GraceReuses, st.Revocations)
-	}
-}
-
-// TestDeadProcessRefreshTakenOverWithinGrace: a process recorded its
-// refresh in a FileStore, the server rotated, and the process died before
-// saving. The next Source, its token still valid, waits awhile for a save
-// that never comes, then takes the refresh over soon enough for a server
-// with a 30 s reuse grace to answer it with the pair it already issued.
-func TestDeadProcessRefreshTakenOverWithinGrace(t *testing.T) {
-	f := newFixture(t, bearertest.Config{AccessLifetime: time.Hour, ReuseGrace: 30 * time.Second})
-	store := NewFileStore(filepath.Join(t.TempDir(), "token.json"))
-	ctx := context.Background()
-	t0 := f.token()
-	t0.obtained = f.clock.Now()
-	if err := store.Save(ctx, t0); err != nil {
-		t.Fatal(err)
-	}
-	f.clock.Advance(56 * time.Minute) // refresh ahead from 55 min, expired from 59 min 50 s
-
-	// The dead process: it records its refresh, the server rotates, and
-	// nothing is saved.
-	lease, err := store.Lock(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := lease.Begin(ctx, t0); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.source(NewMemoryStore(f.token())).Refresh(ctx, f.token()); err != nil {
-		t.Fatal(err)
-	}
-	if err := lease.Unlock(ctx); err != nil {
-		t.Fatal(err)
-	}
-
-	logs := make(chan string, 100)
-	cfg := f.config()
-	cfg.Logger = slog.New(msgHandler{logs})
-	cfg.Hooks.RefreshFinished = func(context.Context, time.Duration, error) { logs <- refreshFinished }
-	b := NewSource(cfg, store)
-	defer b.Close()
-	for range 2 { // loads the token, then refreshes ahead in the background
-		if got, err := b.Token(ctx); err != nil || got.AccessToken != t0.AccessToken {
-			t.Fatalf("b.Token() = %v, %v; want the valid token", got, err)
-		}
-	}
-	waitFor(t, "end of b's background refresh", logs, func(m string) bool {
-		return strings.Contains(m, "waits for that save") || m == refreshFinished
-	})
-	if st := f.srv.Stats(); st.ReuseAttempts != 0 {
-		t.Fatalf("b spent the marked refresh token at once (%d reuses), want it to wait", st.ReuseAttempts)
-	}
-
-	f.clock.Advance(awaitSave + time.Second)
-	// The first background refresh may still be winding down (its flag not
-	// yet released): ask until a token request, the takeover, has ended.
-	deadline := time.After(10 * time.Second)
-	for done := false; !done; {
-		if _, err := b.Token(ctx); err != nil {
-			t.Fatal(err)
-		}
-		select {
-		case m := <-logs:
-			done = m == refreshFinished
-		case <-deadline:
-			t.Fatal("no takeover within 10 s")
-		default:
-			runtime.Gosched()
-		}
-	}
-	b.Close() // waits for the background refresh to publish
-	got, err := b.Token(ctx)
-	if err != nil || got.AccessToken == t0.AccessToken || !f.srv.Alive(got.RefreshToken) {
-		t.Fatalf("b.Token() after the takeover = %v, %v; want a new, live token", got, err)
-	}
-	if st := f.srv.Stats(); st.GraceReuses != 1 || st.Revocations != 0 {
-		t.Errorf("server saw %d grace reuses, %d revocations; want 1, 0", st.GraceReuses, st.Revocations)
-	}
-}
-
-// TestSpentListKeepsEachTokenOnce checks that retrying one refresh token
-// does not push an earlier spent token out of the Source's memory.
-func TestSpentListKeepsEachTokenOnce(t *testing.T) {
-	spent := remember(nil, "a")
-	for range 2 * maxSpent {
-		spent = remember(spent, "b")
-	}
-	if want := []string{"b", "a"}; !slices.Equal(spent, want) {
-		t.Errorf("spent = %q, want %q", spent, want)
-	}
-	for i := range 2 * maxSpent {
-		spent = remember(spent, strconv.Itoa(i))
-	}
-	if len(spent) != maxSpent || spent[0] != strconv.Itoa(2*maxSpent-1) {
-		t.Errorf("spent = %q, want the %d newest", spent, maxSpent)
 	}
 }

@@ -8,284 +8,220 @@ import (
 	"time"
 )
 
-// maxSpent bounds the memory of spent refresh tokens: a store can lag
-// behind by as many failed saves in a row and still not be trusted.
-const maxSpent = 16
+// This file is the refresh protocol of docs/refresh.md, in its order:
+// persist what is unsaved, decide, lock and read, reconcile, check, record,
+// send, persist, publish. Every step runs under the refresh lock (sem).
 
-// wasSpent reports whether this Source spent refresh token rt.
-func (s *Source) wasSpent(rt string) bool {
-	if rt == "" {
-		return false
+// refresh produces a token that w wants, refreshing at most once.
+func (s *Source) refresh(ctx context.Context, w want) (*Token, error) {
+	if !s.acquire(ctx) {
+		return nil, fmt.Errorf("bearer: waiting for another refresh: %w", context.Cause(ctx))
 	}
-	fp := fingerprint(rt)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, sp := range s.spent {
-		if sp == fp {
-			return true
+	defer s.releaseSem()
+	defer s.unlockStore(ctx)
+
+	// Persist first: an unsaved head is saved before anything else.
+	if s.unsaved {
+		s.persist(ctx)
+	}
+
+	// Decide: another refresh may have done the work meanwhile.
+	if e := s.cur.Load(); s.satisfies(e, w, s.now()) {
+		return e.tok, nil
+	}
+
+	// Lock, read and reconcile: the store under its lock is the truth,
+	// except where it lags behind this Source's own rotations.
+	if err := s.sync(ctx); err != nil {
+		return nil, err
+	}
+	if s.head != nil {
+		if e := s.newEntry(s.head, s.now()); s.satisfies(e, w, s.now()) {
+			s.adopt(ctx, e)
+			return e.tok, nil
 		}
 	}
-	return false
+
+	// Check: what cannot be sent is not sent.
+	base := s.head
+	if s.cfg.ClientCredentials {
+		return s.spend(ctx, w, base, false)
+	}
+	switch {
+	case base == nil:
+		return nil, fmt.Errorf("bearer: no token to refresh; obtain one first (Config.Exchange) and save it: %w", ErrNoToken)
+	case base.RefreshToken == "":
+		return nil, s.reauthorize(ctx, fmt.Errorf("%w: the token has no refresh token", ErrReauthorize))
+	case !base.RefreshExpiry.IsZero() && !s.now().Before(base.RefreshExpiry):
+		return nil, s.reauthorize(ctx, fmt.Errorf("%w: the refresh token expired at %s", ErrReauthorize, fmtTime(base.RefreshExpiry)))
+	case s.dead != "" && fingerprint(base.RefreshToken) == s.dead:
+		// Sending it again would only tell a strict server that a
+		// stolen token is being replayed.
+		return nil, s.deadErr
+	}
+
+	// Record: mark the refresh token as being spent, in the store (for
+	// other processes, and for this one after a crash) and in memory.
+	interrupted := false
+	if s.held != nil && !s.unsaved {
+		var err error
+		if interrupted, err = s.held.Begin(ctx, base); err != nil {
+			if errors.Is(err, ErrLockLost) {
+				s.dropLease(ctx)
+			}
+			return nil, fmt.Errorf("bearer: recording the refresh in the store: %w", err)
+		}
+		if interrupted {
+			s.logWarn("an earlier refresh of the stored refresh token did not finish (a crash, or a lost answer); sending it again", ErrInterrupted)
+		}
+	}
+	s.spent = fingerprint(base.RefreshToken)
+	return s.spend(ctx, w, base, interrupted)
 }
 
-// obtain produces a fresh token: the current one if another call already
-// refreshed, one adopted from the store, or a new one from the token
-// endpoint, saved before it is returned. Only one obtain runs at a time in
-// a Source (singleflight); a Locker store extends that across processes.
-func (s *Source) obtain(ctx context.Context, rejected *Token) (*Token, error) {
-	now := s.now()
-	cur := s.cur.Load()
-	if cur != nil {
-		switch {
-		case rejected != nil && cur.tok.AccessToken != rejected.AccessToken && s.fresh(cur, now):
-			return cur.tok, nil // refreshed since the rejection
-		case rejected == nil && (cur.expireAt.IsZero() || now.Before(cur.refreshAt)):
-			return cur.tok, nil // refreshed since the caller looked
-		}
+// spend sends base's refresh token (or the client_credentials grant),
+// then persists and publishes what came back.
+func (s *Source) spend(ctx context.Context, w want, base *Token, interrupted bool) (*Token, error) {
+	if h := s.cfg.Hooks.RefreshStarted; h != nil {
+		h(ctx)
 	}
-
-	load := s.store.Load
-	var lease Lease
-	if l, ok := s.store.(Locker); ok {
-		var err error
-		if lease, err = l.Lock(ctx); err != nil {
-			// Fail closed: without the lock another replica may be
-			// spending the same refresh token.
-			return nil, fmt.Errorf("bearer: locking the store: %w", err)
-		}
-		defer func() {
-			uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			defer cancel()
-			if err := lease.Unlock(uctx); err != nil {
-				s.logWarn("unlocking the store failed", err)
-			}
-		}()
-		load = lease.Load
-	}
-
-	stored, err := load(ctx)
-	if err != nil && !errors.Is(err, ErrNoToken) {
-		return nil, fmt.Errorf("bearer: reading the store: %w", err)
-	}
-	now = s.now()
-	if t := s.adoptable(stored, cur, rejected, now); t != nil {
-		s.adopt(ctx, t, now)
-		return t, nil
-	}
-
-	base := stored
-	if base == nil || s.wasSpent(base.RefreshToken) {
-		// The store is empty or lags behind (a save failed): the token
-		// in memory is the newest.
-		if cur != nil {
-			base = cur.tok
-		}
-	}
-
-	var newTok *Token
-	interrupted := false
+	start := time.Now()
+	var tok *Token
+	var err error
 	if s.cfg.ClientCredentials {
-		newTok, err = s.request(ctx, func(ctx context.Context) (*Token, error) {
-			return s.cfg.clientCredentialsGrant(ctx)
-		})
+		tok, err = s.cfg.clientCredentialsGrant(ctx)
 	} else {
-		if base == nil {
-			return nil, fmt.Errorf("bearer: no token to refresh; obtain one first (Config.Exchange) and save it: %w", ErrNoToken)
-		}
-		if base.RefreshToken == "" {
-			return nil, s.reauthorize(ctx, fmt.Errorf("%w: the token has no refresh token", ErrReauthorize))
-		}
-		if !base.RefreshExpiry.IsZero() && !now.Before(base.RefreshExpiry) {
-			return nil, s.reauthorize(ctx, fmt.Errorf("%w: the refresh token expired at %s", ErrReauthorize, fmtTime(base.RefreshExpiry)))
-		}
-		s.mu.Lock()
-		dead, deadErr := s.dead, s.deadErr
-		s.mu.Unlock()
-		if dead != "" && fingerprint(base.RefreshToken) == dead {
-			// Sending it again would only tell a strict server that a
-			// stolen token is being replayed.
-			return nil, deadErr
-		}
-		ours := s.wasSpent(base.RefreshToken)
-		if lease != nil {
-			if interrupted, err = lease.Begin(ctx, base); err != nil {
-				return nil, fmt.Errorf("bearer: recording the refresh in the store: %w", err)
-			}
-		}
-		if interrupted && !ours && rejected == nil && cur != nil && s.fresh(cur, now) && s.awaitOther(base.RefreshToken, now) {
-			// Another Source began spending this refresh token and has
-			// not saved what it got. It may be alive and holding the new
-			// token until its store answers again (a Redis outage longer
-			// than its lease), retrying the save at least every
-			// maxSaveWait: spending the token a second time would make a
-			// strict server revoke the whole family. While the current
-			// token is good, wait awhile for that save, which a later
-			// attempt adopts. Not for long: the other may have died, and
-			// a server with a reuse grace answers a takeover only soon.
-			return nil, errAwaitingSave
-		}
-		s.mu.Lock()
-		s.spent = remember(s.spent, fingerprint(base.RefreshToken))
-		s.mu.Unlock()
-		newTok, err = s.request(ctx, func(ctx context.Context) (*Token, error) {
-			return s.cfg.refreshGrant(ctx, base.RefreshToken)
-		})
+		tok, err = s.cfg.refreshGrant(ctx, base.RefreshToken)
 	}
-	if err != nil {
-		if errors.Is(err, ErrReauthorize) {
-			// Another process may have won the race for this refresh
-			// token: its result is in the store.
-			if again, lerr := load(ctx); lerr == nil {
-				if t := s.adoptable(again, cur, rejected, s.now()); t != nil && (base == nil || t.RefreshToken != base.RefreshToken) {
-					s.adopt(ctx, t, s.now())
-					return t, nil
-				}
+	d := time.Since(start)
+
+	if tok != nil {
+		// Persist: a refresh token read from an answer is the current one
+		// from now on, even when the rest of the answer is unusable.
+		next := tok
+		if err != nil && base != nil {
+			next = cloneToken(base)
+			next.RefreshToken, next.RefreshExpiry = tok.RefreshToken, tok.RefreshExpiry
+		}
+		if next.RefreshToken == "" && base != nil {
+			// The server kept the refresh token (RFC 6749 section 6 allows it).
+			next.RefreshToken = base.RefreshToken
+			if next.RefreshExpiry.IsZero() {
+				next.RefreshExpiry = base.RefreshExpiry
 			}
+		}
+		if !s.unsaved {
+			s.unsaved, s.anchor = true, s.head
+		}
+		s.head = next
+		// With time of its own: the request may have used up most of ctx's.
+		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.refreshTimeout())
+		s.persist(pctx)
+		cancel()
+	}
+
+	if err != nil {
+		s.failures.Add(1)
+		s.logWarn("token refresh failed", err)
+		if tok == nil && errors.Is(err, ErrReauthorize) {
 			if interrupted {
 				err = fmt.Errorf("%w: %w", ErrInterrupted, err)
 			}
-			if !s.cfg.ClientCredentials {
-				s.mu.Lock()
+			if base != nil {
 				s.dead, s.deadErr = fingerprint(base.RefreshToken), err
-				s.mu.Unlock()
 			}
-			return nil, s.reauthorize(ctx, err)
+			err = s.reauthorize(ctx, err)
 		}
+		s.finished(ctx, d, err)
 		return nil, err
 	}
-	if newTok.RefreshToken == "" && base != nil {
-		// The server kept the refresh token (RFC 6749 section 6 allows it).
-		newTok.RefreshToken = base.RefreshToken
-		if newTok.RefreshExpiry.IsZero() {
-			newTok.RefreshExpiry = base.RefreshExpiry
-		}
-	}
 
-	// Persist before use, with time of its own: the request may have used
-	// up most of ctx's, and the rotated token must not be lost for that.
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.refreshTimeout())
-	defer cancel()
-	if lease != nil {
-		err = lease.CompareAndSwap(sctx, stored, newTok)
-	} else {
-		err = s.store.Save(sctx, newTok)
+	// Publish.
+	if w.rejected != "" && tok.AccessToken == w.rejected {
+		err = errors.New("bearer: the token endpoint answered with the access token that was just rejected")
+		s.finished(ctx, d, err)
+		return nil, err
 	}
-	if err != nil {
-		if (errors.Is(err, ErrConflict) || errors.Is(err, ErrLockLost)) && !s.cfg.ClientCredentials {
-			// Someone else saved meanwhile: the fleet follows the store.
-			if again, lerr := s.store.Load(sctx); lerr == nil {
-				if t := s.adoptable(again, nil, rejected, s.now()); t != nil && t.RefreshToken != base.RefreshToken {
-					s.logWarn("the store changed during a refresh; adopting its token", err)
-					s.adopt(ctx, t, s.now())
-					return t, nil
-				}
+	s.refreshes.Add(1)
+	s.lastRefresh.Store(s.now().UnixNano())
+	s.publish(s.head, s.now())
+	if l := s.cfg.Logger; l != nil {
+		l.LogAttrs(ctx, slog.LevelDebug, "bearer: token refreshed", slog.Duration("took", d), slog.Time("expiry", s.head.Expiry))
+	}
+	s.finished(ctx, d, nil)
+	return s.head, nil
+}
+
+// sync takes the store's lock (unless held already), reads the store and
+// reconciles it with head, saving head if the store lags behind it.
+func (s *Source) sync(ctx context.Context) error {
+	load := s.store.Load
+	if l, ok := s.store.(Locker); ok {
+		if s.held == nil {
+			lease, err := l.Lock(ctx)
+			if err != nil {
+				// Fail closed: without the lock another process may be
+				// spending the same refresh token.
+				return fmt.Errorf("bearer: locking the store: %w", err)
 			}
+			s.held = lease
 		}
-		s.saveFailed(ctx, stored, newTok, err)
-	} else {
-		s.mu.Lock()
-		s.pending = nil // a newer token is saved: an older unsaved one is moot
-		s.mu.Unlock()
+		load = s.held.Load
 	}
-	s.publish(newTok, s.now())
-	return newTok, nil
-}
-
-// errAwaitingSave ends a refresh ahead of expiry that found another
-// Source's refresh of the same refresh token begun and not saved.
-var errAwaitingSave = errors.New("bearer: another process's refresh of this token is not saved yet")
-
-// awaitSave is how long a refresh ahead of expiry waits, from the first
-// sight, for another Source's unsaved refresh to be saved: twice the
-// longest pause between its save retries.
-const awaitSave = 2 * maxSaveWait
-
-// awaitOther reports whether a refresh of rt, begun by another Source and
-// not saved, should still be waited for at now, and logs the first sight.
-func (s *Source) awaitOther(rt string, now time.Time) bool {
-	fp := fingerprint(rt)
-	s.mu.Lock()
-	first := s.awaited != fp
-	if first {
-		s.awaited, s.awaitedSince = fp, now
-	}
-	wait := now.Sub(s.awaitedSince) < awaitSave
-	s.mu.Unlock()
-	if first && wait {
-		s.logWarn("the store shows another process's refresh of this token begun and not saved; the current token is still valid, so this process waits for that save instead of spending the token again", errAwaitingSave)
-	}
-	return wait
-}
-
-// remember returns spent with fp in front, once, keeping at most maxSpent.
-func remember(spent []string, fp string) []string {
-	out := make([]string, 0, maxSpent)
-	out = append(out, fp)
-	for _, sp := range spent {
-		if sp != fp && len(out) < maxSpent {
-			out = append(out, sp)
+	stored, err := load(ctx)
+	if err != nil && !errors.Is(err, ErrNoToken) {
+		if errors.Is(err, ErrLockLost) {
+			s.dropLease(ctx)
 		}
+		return fmt.Errorf("bearer: reading the store: %w", err)
 	}
-	return out
+	switch {
+	case s.unsaved && sameRefresh(stored, s.anchor):
+		// The store lags behind this Source's unsaved rotations.
+	case s.head != nil && stored == nil:
+		// Emptied under this Source: head is the only copy.
+		s.unsaved, s.anchor = true, nil
+	case s.head != nil && s.spent != "" && stored.RefreshToken != s.head.RefreshToken && fingerprint(stored.RefreshToken) == s.spent:
+		// It holds the refresh token this Source spent last: it lost a
+		// write that it reported saved.
+		s.logWarn("the store returned a refresh token this process already spent; saving the newer one again", errStaleStore)
+		s.unsaved, s.anchor = true, stored
+	default:
+		if s.unsaved && !sameRefresh(stored, s.head) {
+			s.logWarn("the store holds another process's token; this process's unsaved token is dropped", ErrConflict)
+		}
+		s.head, s.unsaved, s.anchor, s.saveErr = stored, false, nil, nil
+	}
+	if s.unsaved {
+		s.persist(ctx)
+	}
+	return nil
 }
 
-// adoptable returns stored if it is a token this Source may switch to
-// instead of refreshing: another one than it holds and than was rejected,
-// not the one it spent, and fresh.
-func (s *Source) adoptable(stored *Token, cur *entry, rejected *Token, now time.Time) *Token {
-	if stored == nil || stored.AccessToken == "" {
-		return nil
-	}
-	if cur != nil && stored.AccessToken == cur.tok.AccessToken && stored.RefreshToken == cur.tok.RefreshToken {
-		return nil
-	}
-	if rejected != nil && stored.AccessToken == rejected.AccessToken {
-		return nil
-	}
-	if s.wasSpent(stored.RefreshToken) {
-		return nil
-	}
-	if !s.fresh(s.newEntry(stored, now), now) {
-		return nil
-	}
-	return stored
-}
+var errStaleStore = errors.New("bearer: the store lost a write")
 
-// adopt publishes a token read from the store. Only a switch away from a
-// token held in memory counts as adopting; the first load does not.
-func (s *Source) adopt(ctx context.Context, t *Token, now time.Time) {
-	if s.cur.Load() != nil {
+// adopt publishes e, a token the store held, unless it is published
+// already. Only a switch away from a token held in memory counts as
+// adopting; the first load does not.
+func (s *Source) adopt(ctx context.Context, e *entry) {
+	cur := s.cur.Load()
+	if cur != nil && cur.tok.AccessToken == e.tok.AccessToken && cur.tok.RefreshToken == e.tok.RefreshToken {
+		return
+	}
+	if cur != nil {
 		s.adopted.Add(1)
 		if h := s.cfg.Hooks.Adopted; h != nil {
 			h(ctx)
 		}
 	}
-	s.publish(t, now)
+	s.cur.Store(e)
 }
 
-// request runs one token request with the hooks, counters and log lines
-// around it.
-func (s *Source) request(ctx context.Context, do func(context.Context) (*Token, error)) (*Token, error) {
-	if h := s.cfg.Hooks.RefreshStarted; h != nil {
-		h(ctx)
-	}
-	start := time.Now()
-	t, err := do(ctx)
-	d := time.Since(start)
-	if err != nil {
-		s.failures.Add(1)
-		s.logWarn("token refresh failed", err)
-	} else {
-		s.refreshes.Add(1)
-		s.lastRefresh.Store(s.now().UnixNano())
-		if l := s.cfg.Logger; l != nil {
-			l.LogAttrs(ctx, slog.LevelDebug, "bearer: token refreshed", slog.Duration("took", d), slog.Time("expiry", t.Expiry))
-		}
-	}
+// finished runs the RefreshFinished hook: after the save and the publish.
+func (s *Source) finished(ctx context.Context, d time.Duration, err error) {
 	if h := s.cfg.Hooks.RefreshFinished; h != nil {
 		h(ctx, d, err)
 	}
-	return t, err
 }
 
 func (s *Source) reauthorize(ctx context.Context, err error) error {
@@ -297,3 +233,15 @@ func (s *Source) reauthorize(ctx context.Context, err error) error {
 	}
 	return err
 }
+
+// acquire takes the refresh lock, or reports false when ctx ends first.
+func (s *Source) acquire(ctx context.Context) bool {
+	select {
+	case s.sem <- struct{}{}:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+func (s *Source) releaseSem() { <-s.sem }

@@ -6,39 +6,41 @@ import (
 	"time"
 )
 
-// saveDone is what a retried save yields inside the singleflight, where
-// refreshes yield a *Token.
-type saveDone struct{}
-
-// savePendingOnce runs savePending inside the singleflight, so that it
-// never overlaps a refresh, and returns its error.
-func (s *Source) savePendingOnce() error {
+// persist saves head over anchor, under the store's lock if it has one.
+// It runs under the refresh lock. A failure leaves head unsaved (and the
+// store's lock held, so that no other process acts on the store meanwhile),
+// is reported, and is retried in the background.
+func (s *Source) persist(ctx context.Context) {
+	if _, ok := s.store.(Locker); ok && s.held == nil {
+		// The lock was lost or never taken: sync takes it, re-reads the
+		// store and calls persist again if head is still unsaved.
+		if err := s.sync(ctx); err != nil {
+			s.saveFailed(ctx, err)
+		}
+		return
+	}
 	var err error
-	s.group.Do("refresh", func() (any, error) {
-		err = s.savePending(context.Background())
-		return saveDone{}, nil
-	})
-	return err
-}
-
-// save writes new in place of old, under the store's lock if it has one.
-func (s *Source) save(ctx context.Context, old, new *Token) error {
-	l, ok := s.store.(Locker)
-	if !ok {
-		return s.store.Save(ctx, new)
+	if s.held != nil {
+		err = s.held.CompareAndSwap(ctx, s.anchor, s.head)
+	} else {
+		err = s.store.Save(ctx, s.head)
 	}
-	lease, err := l.Lock(ctx)
-	if err != nil {
-		return err
+	if err == nil {
+		s.unsaved, s.anchor, s.saveErr = false, nil, nil
+		return
 	}
-	defer lease.Unlock(context.WithoutCancel(ctx))
-	return lease.CompareAndSwap(ctx, old, new)
+	if errors.Is(err, ErrLockLost) {
+		s.dropLease(ctx)
+	}
+	// ErrConflict (the store changed although its lock was held) is
+	// retried like any failure: the retry re-reads the store first.
+	s.saveFailed(ctx, err)
 }
 
 // saveFailed reports a failed save and makes sure it is retried until it
-// succeeds, the token is superseded, or the Source is closed. old is what
-// the store held when the save failed. It runs inside the singleflight.
-func (s *Source) saveFailed(ctx context.Context, old, new *Token, err error) {
+// lands, another process's token supersedes it, or the Source is closed.
+func (s *Source) saveFailed(ctx context.Context, err error) {
+	s.saveErr = err
 	s.saveFailures.Add(1)
 	s.logWarn("saving the new token failed; it is used in memory and saving is retried", err)
 	if h := s.cfg.Hooks.SaveFailed; h != nil {
@@ -46,54 +48,20 @@ func (s *Source) saveFailed(ctx context.Context, old, new *Token, err error) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.pending = &pendingSave{old: old, new: new}
-	if s.saving || s.closed {
+	if s.retrying || s.closed {
 		return
 	}
-	s.saving = true
+	s.retrying = true
 	s.wg.Add(1)
 	go s.retrySaves()
 }
 
-// savePending saves the pending token. Callers run it inside the
-// singleflight, so that no refresh, and no other save of this Source,
-// runs meanwhile: a slow retry can never land over a newer token.
-func (s *Source) savePending(ctx context.Context) error {
-	s.mu.Lock()
-	p := s.pending
-	s.mu.Unlock()
-	if p == nil {
-		return nil
-	}
-	ctx, cancel := context.WithTimeout(ctx, s.refreshTimeout())
-	defer cancel()
-	err := s.save(ctx, p.old, p.new)
-	if err != nil && !errors.Is(err, ErrConflict) {
-		s.saveFailures.Add(1)
-		s.logWarn("saving the new token failed again", err)
-		return err
-	}
-	if err != nil {
-		// Another process saved a token since: the store is the
-		// fleet's truth, and the next refresh adopts it.
-		s.logWarn("the store holds another token; the unsaved one is dropped", err)
-	}
-	s.mu.Lock()
-	if s.pending == p {
-		s.pending = nil
-	}
-	s.mu.Unlock()
-	return nil
-}
-
-// maxSaveWait is the longest pause between retries of a failed save. It is
-// short, as other Sources sharing the store wait for the save (awaitSave)
-// rather than spend the refresh token again.
+// maxSaveWait is the longest pause between retries of a failed save.
 const maxSaveWait = 5 * time.Second
 
 // retrySaves is the one goroutine that retries a failed save, with
-// backoff. It ends when nothing is pending any more (saved, or superseded
-// by a refresh that saved) or when Close is called.
+// backoff, until head is saved or the Source is closed (Close then tries
+// once more itself).
 func (s *Source) retrySaves() {
 	defer s.wg.Done()
 	wait := 100 * time.Millisecond
@@ -103,21 +71,60 @@ func (s *Source) retrySaves() {
 		select {
 		case <-s.done:
 			s.mu.Lock()
-			s.saving = false
+			s.retrying = false
 			s.mu.Unlock()
 			return
 		case <-t.C:
 		}
-		s.savePendingOnce()
-		s.mu.Lock()
-		if s.pending == nil {
-			// Under mu, so that a save failing now starts a new goroutine.
-			s.saving = false
-			s.mu.Unlock()
+		if s.retrySave() {
 			return
 		}
-		s.mu.Unlock()
 		wait = min(wait*2, maxSaveWait)
 		t.Reset(wait)
 	}
+}
+
+// retrySave makes one attempt and reports whether head is saved; then it
+// has also ended the retrying, under the refresh lock, so that a save
+// failing right after starts a new retry goroutine.
+func (s *Source) retrySave() bool {
+	ctx, cancel := context.WithTimeout(context.Background(), s.refreshTimeout())
+	defer cancel()
+	if !s.acquire(ctx) {
+		return false
+	}
+	defer s.releaseSem()
+	if s.unsaved {
+		if err := s.sync(ctx); err != nil {
+			s.saveFailed(ctx, err)
+		}
+		s.unlockStore(ctx)
+		if s.unsaved {
+			return false
+		}
+	}
+	s.mu.Lock()
+	s.retrying = false
+	s.mu.Unlock()
+	return true
+}
+
+// unlockStore releases the store's lock unless head is unsaved.
+func (s *Source) unlockStore(ctx context.Context) {
+	if !s.unsaved {
+		s.dropLease(ctx)
+	}
+}
+
+// dropLease releases the store's lock, if held.
+func (s *Source) dropLease(ctx context.Context) {
+	if s.held == nil {
+		return
+	}
+	uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := s.held.Unlock(uctx); err != nil {
+		s.logWarn("unlocking the store failed", err)
+	}
+	s.held = nil
 }

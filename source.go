@@ -20,7 +20,8 @@ type TokenSource interface {
 
 // Source is a [TokenSource] that keeps a token valid forever: it refreshes
 // before expiry, persists every new token to its [Store] before anyone uses
-// it, and collapses concurrent refreshes into one.
+// it, and collapses concurrent refreshes into one. It presents each refresh
+// token to the server at most once; docs/refresh.md states the protocol.
 //
 // A Source is safe for concurrent use by multiple goroutines. Create it
 // with [NewSource]; tokens it returns are shared and must not be modified.
@@ -35,33 +36,43 @@ type Source struct {
 	store Store
 	now   func() time.Time
 
-	cur   atomic.Pointer[entry]
-	group singleflight.Group
+	cur   atomic.Pointer[entry] // the published token
+	group singleflight.Group    // collapses callers that want the same result
+
+	// sem is the refresh lock, a one-slot semaphore so that waiting can
+	// honour a context. Its holder (a refresh, a save retry, Close) is
+	// the only one to read or write the fields below it.
+	sem      chan struct{}
+	head     *Token // the newest token this Source knows
+	unsaved  bool   // head is not known to be in the store
+	anchor   *Token // when unsaved: what the store held when the unsaved rotations began
+	held     Lease  // the store's lock, kept while head is unsaved
+	spent    string // fingerprint of the refresh token sent last
+	dead     string // fingerprint of a refresh token the server rejected
+	deadErr  error  // that rejection
+	saveErr  error  // why head is unsaved
+	lastSent time.Time
 
 	// ahead is set while the one background refresh runs; aheadAfter
 	// (unix nanoseconds) delays the next one after a failure.
 	ahead      atomic.Bool
 	aheadAfter atomic.Int64
 
-	// mu guards the fields below it and wg.Add. Refresh tokens are kept
-	// as fingerprints only, so that no print of a Source shows one.
-	mu           sync.Mutex
-	spent        []string  // the refresh tokens this Source spent last, newest first
-	dead         string    // a refresh token the server rejected: never sent again
-	deadErr      error     // the rejection
-	awaited      string    // a refresh token another Source began spending and has not saved,
-	awaitedSince time.Time // first seen then
-	// pending is a token in use but not saved. It is written only inside
-	// the singleflight, so no refresh runs while it is saved.
-	pending *pendingSave
-	saving  bool // the save retry goroutine runs
-	closed  bool
-	done    chan struct{} // closed by Close
-	wg      sync.WaitGroup
+	mu       sync.Mutex // guards closed, retrying and wg.Add
+	closed   bool
+	retrying bool          // the save retry goroutine runs
+	done     chan struct{} // closed by Close
+	wg       sync.WaitGroup
 
 	refreshes, failures, adopted, rejected, saveFailures atomic.Int64
 	lastRefresh                                          atomic.Int64
 }
+
+// ErrClosed is returned by a [Source] that needs to refresh after Close.
+var ErrClosed = errors.New("bearer: the Source is closed")
+
+// errZeroSource is returned by a Source that NewSource did not make.
+var errZeroSource = errors.New("bearer: Source used without NewSource")
 
 // entry is the published token with its precomputed deadlines; zero
 // deadlines mean the token never expires.
@@ -71,12 +82,6 @@ type entry struct {
 	expireAt  time.Time // callers wait for a refresh
 }
 
-// pendingSave is a token to save over old, what the store held when the
-// save failed.
-type pendingSave struct {
-	old, new *Token
-}
-
 // NewSource returns a Source for cfg that keeps its tokens in store; a nil
 // store means a new [MemoryStore]. Nothing is read or sent until the
 // first Token call; configuration errors are reported there.
@@ -84,7 +89,7 @@ func NewSource(cfg Config, store Store) *Source {
 	if store == nil {
 		store = NewMemoryStore(nil)
 	}
-	s := &Source{cfg: cfg, store: store, now: cfg.Now, done: make(chan struct{})}
+	s := &Source{cfg: cfg, store: store, now: cfg.Now, done: make(chan struct{}), sem: make(chan struct{}, 1)}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -108,26 +113,147 @@ func (s *Source) Token(ctx context.Context) (*Token, error) {
 			return e.tok, nil
 		}
 	}
-	return s.wait(ctx, nil)
+	return s.wait(ctx, "token", want{})
 }
 
 // Refresh reports that the server rejected the token rejected (as with a
-// 401) and returns a new one. It refreshes only while rejected is still
+// 401) and returns another one. It refreshes only while rejected is still
 // the current token; otherwise it returns the current one, so many
-// concurrent calls with the same rejected token cause one refresh. A nil
-// rejected is the same as Token.
+// concurrent calls with the same rejected token cause one refresh. It never
+// returns rejected's access token. A nil rejected is the same as Token.
 func (s *Source) Refresh(ctx context.Context, rejected *Token) (*Token, error) {
 	if rejected == nil {
 		return s.Token(ctx)
 	}
-	if e := s.cur.Load(); e != nil && e.tok.AccessToken != rejected.AccessToken && s.fresh(e, s.now()) {
+	w := want{rejected: rejected.AccessToken}
+	if e := s.cur.Load(); s.satisfies(e, w, s.now()) {
 		return e.tok, nil
 	}
 	s.rejected.Add(1)
 	if h := s.cfg.Hooks.TokenRejected; h != nil {
 		h(ctx)
 	}
-	return s.wait(ctx, rejected)
+	return s.wait(ctx, "rejected "+rejected.AccessToken, w)
+}
+
+// want is what the callers of one refresh need.
+type want struct {
+	ahead    bool   // a token outside the refresh-ahead window
+	rejected string // an access token other than this one
+}
+
+// satisfies reports whether e's token is what w wants at now.
+func (s *Source) satisfies(e *entry, w want, now time.Time) bool {
+	if e == nil || e.tok.AccessToken == "" || (w.rejected != "" && e.tok.AccessToken == w.rejected) {
+		return false
+	}
+	if e.expireAt.IsZero() {
+		return true
+	}
+	if w.ahead {
+		return now.Before(e.refreshAt)
+	}
+	return now.Before(e.expireAt)
+}
+
+// wait joins the refresh in flight for key, or starts it, and waits for
+// its result or for ctx to end.
+func (s *Source) wait(ctx context.Context, key string, w want) (*Token, error) {
+	if s.sem == nil {
+		return nil, errZeroSource
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("bearer: waiting for a token: %w", context.Cause(ctx))
+	}
+	select {
+	case r := <-s.group.DoChan(key, s.flight(ctx, w)):
+		if r.Err != nil {
+			return nil, r.Err
+		}
+		return r.Val.(*Token), nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("bearer: waiting for a token: %w", context.Cause(ctx))
+	}
+}
+
+// flight returns the work of one collapsed refresh. It runs detached from
+// the callers, with RefreshTimeout, and Close waits for it; once the Source
+// is closed it refuses to start. hookCtx gives the hooks the values of the
+// caller that started it.
+func (s *Source) flight(hookCtx context.Context, w want) func() (any, error) {
+	return func() (any, error) {
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			return nil, ErrClosed
+		}
+		s.wg.Add(1)
+		s.mu.Unlock()
+		defer s.wg.Done()
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(hookCtx), s.refreshTimeout())
+		defer cancel()
+		return s.refresh(ctx, w)
+	}
+}
+
+// refreshAhead starts the one background refresh, unless one runs, the
+// last failed moments ago, or the Source is closed.
+func (s *Source) refreshAhead(now time.Time) {
+	if now.UnixNano() < s.aheadAfter.Load() || !s.ahead.CompareAndSwap(false, true) {
+		return
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		s.ahead.Store(false)
+		return
+	}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go func() {
+		defer s.wg.Done()
+		defer s.ahead.Store(false)
+		if _, err, _ := s.group.Do("token", s.flight(context.Background(), want{ahead: true})); err != nil {
+			// Callers still hold a valid token; try again a little later
+			// (a second after this attempt began) rather than on every
+			// call. The failure was reported by the refresh.
+			s.aheadAfter.Store(now.Add(time.Second).UnixNano())
+		}
+	}()
+}
+
+// Close stops the Source. It refuses new refreshes, waits for every refresh
+// in flight (callers' ones too) and for the retrying of a failed save, then
+// tries once more, within RefreshTimeout, to save a token that is still
+// unsaved, releases the store's lock, and returns that save's error. After
+// Close, Token returns the current token while it is fresh and [ErrClosed]
+// when it would have to refresh.
+func (s *Source) Close() error {
+	if s.sem == nil {
+		return nil
+	}
+	s.mu.Lock()
+	if !s.closed {
+		s.closed = true
+		close(s.done)
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+	ctx, cancel := context.WithTimeout(context.Background(), s.refreshTimeout())
+	defer cancel()
+	if !s.acquire(ctx) {
+		return fmt.Errorf("bearer: closing: %w", context.Cause(ctx))
+	}
+	defer s.releaseSem()
+	var err error
+	if s.unsaved {
+		s.persist(ctx)
+		if s.unsaved {
+			err = fmt.Errorf("bearer: the newest token was not saved: %w", s.saveErr)
+		}
+	}
+	s.dropLease(ctx)
+	return err
 }
 
 // String describes s by its configuration, redacted; it shows no token.
@@ -157,32 +283,6 @@ func (s *Source) Stats() Stats {
 	return st
 }
 
-// Close stops the Source's background work: it waits for a running
-// background refresh and ends the retrying of a failed save after one last
-// attempt, whose error it returns. Token and Refresh keep working after
-// Close but start no background work.
-func (s *Source) Close() error {
-	s.mu.Lock()
-	if !s.closed {
-		s.closed = true
-		close(s.done)
-	}
-	s.mu.Unlock()
-	s.wg.Wait()
-	var err error
-	// Twice: the first call may only join a refresh in flight.
-	for range 2 {
-		s.mu.Lock()
-		p := s.pending
-		s.mu.Unlock()
-		if p == nil {
-			return nil
-		}
-		err = s.savePendingOnce()
-	}
-	return err
-}
-
 func (s *Source) refreshTimeout() time.Duration {
 	if s.cfg.RefreshTimeout > 0 {
 		return s.cfg.RefreshTimeout
@@ -190,110 +290,49 @@ func (s *Source) refreshTimeout() time.Duration {
 	return 30 * time.Second
 }
 
-// fresh reports whether e's token may still be handed out at now.
-func (s *Source) fresh(e *entry, now time.Time) bool {
-	return e.expireAt.IsZero() || now.Before(e.expireAt)
-}
-
-// wait joins the one refresh in flight, or starts it, and waits for its
-// result or for ctx to end.
-func (s *Source) wait(ctx context.Context, rejected *Token) (*Token, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("bearer: waiting for a token: %w", context.Cause(ctx))
-	}
-	for {
-		ch := s.group.DoChan("refresh", func() (any, error) {
-			// Detached: the caller that started the refresh may leave,
-			// but a rotated token must still be saved.
-			ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.refreshTimeout())
-			defer cancel()
-			return s.obtain(ctx, rejected)
-		})
-		select {
-		case r := <-ch:
-			if errors.Is(r.Err, errAwaitingSave) {
-				// Joined a refresh ahead, started while the token was
-				// fresh, that waits for another process's save. The
-				// token may be fresh still; if not, the next refresh
-				// takes over.
-				if e := s.cur.Load(); e != nil && s.fresh(e, s.now()) &&
-					(rejected == nil || e.tok.AccessToken != rejected.AccessToken) {
-					return e.tok, nil
-				}
-				continue
-			}
-			if r.Err != nil {
-				return nil, r.Err
-			}
-			if tok, ok := r.Val.(*Token); ok {
-				return tok, nil
-			}
-			// Joined a retried save, which yields no token: now that it
-			// is done, refresh (or find the token fresh).
-		case <-ctx.Done():
-			return nil, fmt.Errorf("bearer: waiting for a token: %w", context.Cause(ctx))
-		}
-	}
-}
-
-// refreshAhead starts the one background refresh, unless one runs, the
-// last failed moments ago, or the Source is closed.
-func (s *Source) refreshAhead(now time.Time) {
-	if now.UnixNano() < s.aheadAfter.Load() || !s.ahead.CompareAndSwap(false, true) {
-		return
-	}
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		s.ahead.Store(false)
-		return
-	}
-	s.wg.Add(1)
-	s.mu.Unlock()
-	go func() {
-		defer s.wg.Done()
-		defer s.ahead.Store(false)
-		_, err, _ := s.group.Do("refresh", func() (any, error) {
-			ctx, cancel := context.WithTimeout(context.Background(), s.refreshTimeout())
-			defer cancel()
-			return s.obtain(ctx, nil)
-		})
-		if err != nil {
-			// Callers still hold a valid token; try again a little later
-			// (a second after this attempt began) rather than on every
-			// call. Failures were reported by obtain.
-			s.aheadAfter.Store(now.Add(time.Second).UnixNano())
-		}
-	}()
-}
-
 // publish makes t the current token.
 func (s *Source) publish(t *Token, now time.Time) {
 	s.cur.Store(s.newEntry(t, now))
 }
+
+// Default windows for a token whose lifetime is unknown, and the most a
+// default window is for any token.
+const (
+	defaultLeeway = 10 * time.Second
+	defaultAhead  = 5 * time.Minute
+)
 
 func (s *Source) newEntry(t *Token, now time.Time) *entry {
 	e := &entry{tok: t}
 	if t.Expiry.IsZero() {
 		return e
 	}
-	from := now
-	if !t.obtained.IsZero() && t.obtained.Before(now) {
-		from = t.obtained
+	leeway, ahead := s.cfg.Leeway, s.cfg.RefreshAhead
+	if !t.Obtained.IsZero() && t.Obtained.Before(t.Expiry) {
+		// The whole lifetime is known: default windows are fractions of
+		// it, and no window may cover most of it, or every new token
+		// would look stale at once and refresh on every call.
+		life := t.Expiry.Sub(t.Obtained)
+		if leeway <= 0 {
+			leeway = min(defaultLeeway, life/10)
+		}
+		if ahead == 0 {
+			ahead = min(defaultAhead, life/4)
+		}
+		leeway = min(leeway, life/2)
+		ahead = min(max(ahead, leeway), life*3/4)
+	} else {
+		// Unknown lifetime (a Token built by hand or kept by a Store that
+		// drops Obtained): what is left says nothing of the lifetime, so
+		// the absolute defaults apply, as golang.org/x/oauth2's do.
+		if leeway <= 0 {
+			leeway = defaultLeeway
+		}
+		if ahead == 0 {
+			ahead = defaultAhead
+		}
+		ahead = max(ahead, leeway)
 	}
-	life := max(t.Expiry.Sub(from), 0)
-	leeway := s.cfg.Leeway
-	if leeway <= 0 {
-		leeway = min(10*time.Second, life/10)
-	}
-	ahead := s.cfg.RefreshAhead
-	if ahead == 0 {
-		ahead = min(5*time.Minute, life/4)
-	}
-	// A window longer than the lifetime would make every new token look
-	// stale at once and refresh on every call.
-	leeway = min(leeway, life/2)
-	ahead = min(max(ahead, leeway), life*3/4)
 	e.expireAt = t.Expiry.Add(-leeway)
 	e.refreshAt = t.Expiry.Add(-ahead)
 	if e.expireAt.IsZero() {

@@ -37,9 +37,10 @@ type Token struct {
 	// Info is the response's "info" object, verbatim; nil when absent.
 	Info json.RawMessage
 
-	// obtained is when the token endpoint answered, if known: default
-	// leeways are fractions of the whole lifetime, not of what is left.
-	obtained time.Time
+	// Obtained is when the token endpoint answered; zero means unknown.
+	// The default refresh windows are fractions of the lifetime from
+	// Obtained to Expiry; a Store of your own should keep it.
+	Obtained time.Time
 }
 
 // Encoding selects how a token request body is encoded.
@@ -198,7 +199,9 @@ func (s *seconds) parse(str string) error {
 func decodeToken(body []byte, contentType string) (*wireToken, error) {
 	var w wireToken
 	mt, _, _ := mime.ParseMediaType(contentType)
-	if mt == "application/x-www-form-urlencoded" || mt == "text/plain" {
+	// A body that is a JSON object is read as one, whatever its label.
+	isJSON := bytes.HasPrefix(bytes.TrimSpace(body), []byte("{"))
+	if !isJSON && (mt == "application/x-www-form-urlencoded" || mt == "text/plain") {
 		vals, err := url.ParseQuery(string(body))
 		if err != nil {
 			return nil, fmt.Errorf("malformed form body")
@@ -257,7 +260,7 @@ func (w *wireToken) token(now time.Time) (*Token, error) {
 		TokenType:    w.TokenType,
 		RefreshToken: w.RefreshToken,
 		Info:         w.Info,
-		obtained:     now,
+		Obtained:     now,
 	}
 	if t.TokenType == "" {
 		t.TokenType = "Bearer"

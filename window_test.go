@@ -21,7 +21,7 @@ func TestWindowsLongerThanLifetime(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s := NewSource(Config{Leeway: tt.leeway, RefreshAhead: tt.ahead, Now: func() time.Time { return now }}, nil)
-			tok := &Token{AccessToken: "a", Expiry: now.Add(100 * time.Second), obtained: now}
+			tok := &Token{AccessToken: "a", Expiry: now.Add(100 * time.Second), Obtained: now}
 			e := s.newEntry(tok, now)
 			if !now.Before(e.refreshAt) || !now.Before(e.expireAt) {
 				t.Errorf("a new 100 s token: refreshAt in %v, expireAt in %v; want both ahead of now",
