@@ -208,13 +208,13 @@ func (s *Source) adopt(ctx context.Context, e *entry) {
 	if cur != nil && cur.tok.AccessToken == e.tok.AccessToken && cur.tok.RefreshToken == e.tok.RefreshToken {
 		return
 	}
+	s.cur.Store(e)
 	if cur != nil {
 		s.adopted.Add(1)
 		if h := s.cfg.Hooks.Adopted; h != nil {
 			h(ctx)
 		}
 	}
-	s.cur.Store(e)
 }
 
 // finished runs the RefreshFinished hook: after the save and the publish.

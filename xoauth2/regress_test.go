@@ -25,7 +25,7 @@ func TestTokenSourceKeepsRefreshTokenToItself(t *testing.T) {
 	src := bearer.NewSource(bearer.Config{
 		TokenURL: srv.TokenURL(), ClientID: bearertest.DefaultClientID, ClientSecret: bearertest.DefaultClientSecret,
 		HTTPClient: srv.Client(), Now: clock.Now,
-	}, bearer.NewMemoryStore(&bearer.Token{AccessToken: g.AccessToken, RefreshToken: g.RefreshToken, Expiry: g.Expiry}))
+	}, bearer.NewMemoryStore(&bearer.Token{AccessToken: g.AccessToken, RefreshToken: g.RefreshToken, Expiry: g.Expiry, Obtained: clock.Now()}))
 	defer src.Close()
 
 	tok, err := xoauth2.TokenSource(context.Background(), src).Token()
