@@ -14,7 +14,7 @@ var (
 	fileLocks   = map[string]chan struct{}{}
 )
 
-func lockFile(ctx context.Context, path string) (unlock func() error, err error) {
+func lockFile(ctx context.Context, path string) (*fileLock, error) {
 	fileLocksMu.Lock()
 	ch, ok := fileLocks[path]
 	if !ok {
@@ -24,9 +24,21 @@ func lockFile(ctx context.Context, path string) (unlock func() error, err error)
 	fileLocksMu.Unlock()
 	select {
 	case ch <- struct{}{}:
-		var once sync.Once
-		return func() error { once.Do(func() { <-ch }); return nil }, nil
+		return &fileLock{ch: ch}, nil
 	case <-ctx.Done():
 		return nil, fmt.Errorf("waiting for the lock: %w", context.Cause(ctx))
 	}
+}
+
+// fileLock is a held lock of this process.
+type fileLock struct {
+	ch   chan struct{}
+	once sync.Once
+}
+
+func (l *fileLock) held() bool { return true }
+
+func (l *fileLock) unlock() error {
+	l.once.Do(func() { <-l.ch })
+	return nil
 }

@@ -83,12 +83,12 @@ func (f *FileStore) Save(ctx context.Context, t *Token) error {
 
 // Lock takes the file lock, polling until it is free or ctx ends.
 func (f *FileStore) Lock(ctx context.Context) (Lease, error) {
-	unlock, err := lockFile(ctx, f.path+".lock")
+	lock, err := lockFile(ctx, f.path+".lock")
 	if err != nil {
 		return nil, fmt.Errorf("bearer: file store %s: %w", filepath.Base(f.path), err)
 	}
 	f.removeStaleTemps()
-	return &fileLease{f: f, unlock: unlock}, nil
+	return &fileLease{f: f, lock: lock}, nil
 }
 
 // staleTemp is the age past which a temporary file is abandoned: a process
@@ -108,13 +108,25 @@ func (f *FileStore) removeStaleTemps() {
 }
 
 type fileLease struct {
-	f      *FileStore
-	unlock func() error
+	f    *FileStore
+	lock *fileLock // nil after Unlock
+}
+
+// check fails with ErrLockLost once the lock file was removed or replaced:
+// another process may hold a lock on the new one.
+func (l *fileLease) check() error {
+	if l.lock == nil || !l.lock.held() {
+		return fmt.Errorf("bearer: file store %s: the lock file was removed or replaced: %w", filepath.Base(l.f.path), ErrLockLost)
+	}
+	return nil
 }
 
 func (l *fileLease) Load(ctx context.Context) (*Token, error) { return l.f.Load(ctx) }
 
 func (l *fileLease) Begin(ctx context.Context, old *Token) (bool, error) {
+	if err := l.check(); err != nil {
+		return false, err
+	}
 	rec, err := l.f.read()
 	if errors.Is(err, ErrNoToken) {
 		rec, err = &fileRecord{}, nil
@@ -139,15 +151,18 @@ func (l *fileLease) CompareAndSwap(ctx context.Context, old, new *Token) error {
 	if !sameRefresh(stored, old) {
 		return fmt.Errorf("bearer: file store %s: %w", filepath.Base(l.f.path), ErrConflict)
 	}
+	if err := l.check(); err != nil {
+		return err
+	}
 	return l.f.write(&fileRecord{Token: toStored(new)})
 }
 
 func (l *fileLease) Unlock(ctx context.Context) error {
-	if l.unlock == nil {
+	if l.lock == nil {
 		return nil
 	}
-	err := l.unlock()
-	l.unlock = nil
+	err := l.lock.unlock()
+	l.lock = nil
 	return err
 }
 
