@@ -354,7 +354,7 @@ func TestFleetHolderDies(t *testing.T) {
 			if _, err := l.Begin(ctx, cur); err != nil {
 				t.Fatal(err)
 			}
-			// Never unlocked: the replica is gone.
+			abandon(l) // never unlocked: the replica is gone
 		}
 		start := time.Now()
 		f.expire(ctx, round)
@@ -478,6 +478,7 @@ func TestFleetHolderDiesAfterSending(t *testing.T) {
 	if _, err := l.Begin(ctx, cur); err != nil {
 		t.Fatal(err)
 	}
+	abandon(l)
 	// The dead replica's request: a Source of its own, saving nowhere shared.
 	lost := bearer.NewSource(bearer.Config{
 		TokenURL:     f.srv.TokenURL(),

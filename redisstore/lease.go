@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	mrand "math/rand/v2"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -15,9 +16,69 @@ import (
 // Every write under it runs in a script that first checks the lock still
 // holds owner, so a holder whose lease lapsed (a long GC pause, a slow
 // refresh) cannot overwrite the work of the holder that came after it.
+//
+// While held, a lease renews itself every third of LeaseTTL, so that it
+// outlives the work under it however long that takes (a slow token
+// endpoint, a save retried until Redis answers); it lapses LeaseTTL after
+// its holder stops reaching Redis, or dies.
 type lease struct {
 	s     *Store
 	owner string
+
+	stop     chan struct{} // closed to end the renewing
+	renewed  chan struct{} // closed when the renewing has ended
+	stopOnce sync.Once
+}
+
+// renewScript extends the lease if it still holds owner.
+//
+// KEYS: lock. ARGV: owner, ttl in milliseconds.
+var renewScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+	return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+`)
+
+func newLease(s *Store, owner string) *lease {
+	l := &lease{s: s, owner: owner, stop: make(chan struct{}), renewed: make(chan struct{})}
+	go l.renew(s.leaseTTL())
+	return l
+}
+
+// renew extends the lease every ttl/3 until it is stopped or found lost.
+// A failed attempt (Redis unreachable) is tried again at the next tick.
+func (l *lease) renew(ttl time.Duration) {
+	defer close(l.renewed)
+	t := time.NewTicker(ttl / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.stop:
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), ttl/3)
+		var ok bool
+		err := do(ctx, func(ctx context.Context) error {
+			var err error
+			ok, err = renewScript.Run(ctx, l.s.rdb, []string{l.s.lockKey()}, l.owner, ttl.Milliseconds()).Bool()
+			return err
+		})
+		cancel()
+		if err == nil && !ok {
+			return // lapsed: writes under it fail with ErrLockLost
+		}
+	}
+}
+
+// stopRenewing ends the renewing and waits until it has ended.
+func (l *lease) stopRenewing() {
+	if l.stop == nil {
+		return // made by hand, never renewed
+	}
+	l.stopOnce.Do(func() { close(l.stop) })
+	<-l.renewed
 }
 
 var _ bearer.Lease = (*lease)(nil)
@@ -222,6 +283,7 @@ func transient(err error) bool {
 // A ctx that has ended leaves the lease to lapse after LeaseTTL: unlock with
 // a context of its own.
 func (l *lease) Unlock(ctx context.Context) error {
+	l.stopRenewing()
 	s := l.s
 	err := do(ctx, func(ctx context.Context) error {
 		return unlockScript.Run(ctx, s.rdb, []string{s.lockKey()}, l.owner).Err()

@@ -3,6 +3,7 @@ package redisstore
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -163,7 +164,7 @@ func TestLeaseExpiry(t *testing.T) {
 	a := newStore(t)
 	a.LeaseTTL = 100 * time.Millisecond
 	b := peer(t, a)
-	lock(t, a) // never released
+	abandon(lock(t, a)) // never released: its holder died
 	start := time.Now()
 	lb := lock(t, b)
 	defer unlock(t, lb)
@@ -191,6 +192,7 @@ func lapse(t *testing.T, a, b *Store) (stale, current bearer.Lease) {
 	t.Helper()
 	a.LeaseTTL = 100 * time.Millisecond
 	stale = lock(t, a)
+	abandon(stale)
 	current = lock(t, b) // returns only once a's lease lapsed
 	return stale, current
 }
@@ -467,5 +469,51 @@ func TestCompareAndSwapFinalError(t *testing.T) {
 	}
 	if elapsed := time.Since(start); elapsed > time.Second {
 		t.Errorf("CompareAndSwap() took %v, want no retries", elapsed)
+	}
+}
+
+// abandon stops l's renewing without releasing it, as a holder that died
+// would: the lease lapses after LeaseTTL.
+func abandon(l bearer.Lease) { l.(*lease).stopRenewing() }
+
+// TestLeaseRenewsWhileHeld: a lease whose holder works for longer than
+// LeaseTTL (a 600 ms refresh under a 200 ms lease) keeps the others out
+// all that time, and lets them in as soon as it is released.
+func TestLeaseRenewsWhileHeld(t *testing.T) {
+	a := newStore(t)
+	a.LeaseTTL = 200 * time.Millisecond
+	b := peer(t, a)
+	b.LeaseTTL = a.LeaseTTL
+	la := lock(t, a)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*a.LeaseTTL)
+	defer cancel()
+	if lb, err := b.Lock(ctx); err == nil {
+		lb.Unlock(context.Background())
+		t.Fatalf("b took the lease while a held it, %v after a took it", 3*a.LeaseTTL-time.Until(deadline(ctx)))
+	}
+	if _, err := la.Begin(context.Background(), testToken()); err != nil {
+		t.Errorf("a's Begin after %v under a %v lease = %v, want the lease still held", 3*a.LeaseTTL, a.LeaseTTL, err)
+	}
+	unlock(t, la)
+	unlock(t, lock(t, b))
+}
+
+func deadline(ctx context.Context) time.Time { d, _ := ctx.Deadline(); return d }
+
+// TestLeaseTTLTooShort: a LeaseTTL that cannot be renewed in time is
+// refused before anything is locked.
+func TestLeaseTTLTooShort(t *testing.T) {
+	s := newStore(t)
+	s.LeaseTTL = MinLeaseTTL - time.Millisecond
+	l, err := s.Lock(context.Background())
+	if err == nil {
+		l.Unlock(context.Background())
+		t.Fatal("Lock with a LeaseTTL under MinLeaseTTL succeeded")
+	}
+	if !strings.Contains(err.Error(), "LeaseTTL") {
+		t.Errorf("Lock() = %v, want an error naming LeaseTTL", err)
+	}
+	if n := s.rdb.Exists(context.Background(), s.lockKey()).Val(); n != 0 {
+		t.Error("the refused Lock left a lease")
 	}
 }

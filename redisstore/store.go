@@ -17,10 +17,15 @@ import (
 
 const (
 	// DefaultLeaseTTL is the lease lifetime used when [Store.LeaseTTL] is
-	// zero: twice the [bearer.Source]'s default refresh timeout (one for
-	// the request, one for the save) and a margin, so that a lease
-	// outlives the refresh it guards.
+	// zero. A held lease renews itself, so this is how long a replica that
+	// cannot reach Redis (or died) keeps the others waiting, and how long
+	// an outage a holder survives without being presumed dead.
 	DefaultLeaseTTL = 75 * time.Second
+
+	// MinLeaseTTL is the shortest LeaseTTL that Lock accepts: a lease
+	// must be renewed, a third of LeaseTTL apart, across round trips to
+	// Redis.
+	MinLeaseTTL = 100 * time.Millisecond
 
 	// DefaultPollInterval is the wait between attempts to take a held
 	// lease used when [Store.PollInterval] is zero.
@@ -36,13 +41,14 @@ const (
 // after. A Store is safe for concurrent use by multiple goroutines. It prints
 // without secrets: neither the client's options nor the Codec are shown.
 type Store struct {
-	// LeaseTTL is how long a lease taken by Lock lasts if its holder never
-	// releases it, because it crashed or lost its connection. It must be
-	// longer than twice the Source's refresh timeout (30s by default; the
-	// refresh and the save each get one) plus a margin: once a
-	// lease lapses another replica may send the same refresh token while
-	// the first request is still in flight, and the first holder's save is
-	// refused with [bearer.ErrLockLost]. If zero, [DefaultLeaseTTL] is used.
+	// LeaseTTL is how long a lease taken by Lock lasts after its holder
+	// stops renewing it, because it crashed or cannot reach Redis. A held
+	// lease renews itself every third of LeaseTTL, so it outlives the work
+	// under it however long that takes. It is the one timing contract
+	// between replicas: a holder that cannot reach Redis for LeaseTTL is
+	// presumed dead, another replica may take over its refresh, and the
+	// first holder's writes fail with [bearer.ErrLockLost]. Lock refuses
+	// a LeaseTTL under [MinLeaseTTL]. If zero, [DefaultLeaseTTL] is used.
 	LeaseTTL time.Duration
 
 	// PollInterval is how often Lock tries again to take a held lease; each
@@ -164,11 +170,14 @@ func (s *Store) Lock(ctx context.Context) (bearer.Lease, error) {
 	if err := s.check(); err != nil {
 		return nil, err
 	}
+	ttl := s.leaseTTL()
+	if ttl < MinLeaseTTL {
+		return nil, fmt.Errorf("bearer/redisstore: LeaseTTL %v is shorter than MinLeaseTTL (%v): the lease could not be renewed in time", ttl, MinLeaseTTL)
+	}
 	owner, err := newOwner()
 	if err != nil {
 		return nil, err
 	}
-	ttl := s.leaseTTL()
 	var p pauser
 	defer p.stop()
 	for {
@@ -191,7 +200,7 @@ func (s *Store) Lock(ctx context.Context) (bearer.Lease, error) {
 			return nil, s.errorf("taking the lease", err)
 		}
 		if ok {
-			return &lease{s: s, owner: owner}, nil
+			return newLease(s, owner), nil
 		}
 		if !p.pause(ctx, s.pollWait()) {
 			return nil, ctxError("waiting for the lease", ctx)
@@ -243,12 +252,8 @@ func (s *Store) check() error {
 }
 
 func (s *Store) leaseTTL() time.Duration {
-	switch {
-	case s.LeaseTTL <= 0:
+	if s.LeaseTTL <= 0 {
 		return DefaultLeaseTTL
-	case s.LeaseTTL < time.Millisecond:
-		// Redis counts in milliseconds and rejects a zero expiry.
-		return time.Millisecond
 	}
 	return s.LeaseTTL
 }
