@@ -40,6 +40,18 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	return a.run(ctx, args)
 }
 
+// closeSource closes src, which waits for a refresh in flight (one that
+// the interrupted command started included) and for its save: the refresh
+// token it spent is gone, and the one that replaced it must be on disk
+// before the process ends. When ctx has ended (Ctrl-C, SIGTERM) it says so
+// first, since the wait can take up to the refresh timeout.
+func (a *app) closeSource(ctx context.Context, src *bearer.Source, path string) error {
+	if ctx.Err() != nil {
+		fmt.Fprintf(a.stderr, "bearer: interrupted; letting a refresh in flight finish and saving its token to %s first\n", path)
+	}
+	return src.Close()
+}
+
 // app is one invocation's surroundings. Tests build one with a fake clock.
 type app struct {
 	stdin          io.Reader

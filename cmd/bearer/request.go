@@ -107,7 +107,7 @@ func (a *app) request(ctx context.Context, args []string) int {
 	client := &http.Client{Transport: tr}
 	code := a.send(client, req, path)
 	tr.CloseIdleConnections()
-	if err := src.Close(); err != nil && code == exitOK {
+	if err := a.closeSource(ctx, src, path); err != nil && code == exitOK {
 		return a.fail(fmt.Errorf("the new token could not be saved to %s, and the refresh token it replaced is spent: %w", path, err), path)
 	}
 	return code

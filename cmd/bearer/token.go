@@ -25,10 +25,7 @@ func (a *app) token(ctx context.Context, args []string) int {
 
 	src := bearer.NewSource(a.config(cf), bearer.NewFileStore(path))
 	tok, err := src.Token(ctx)
-	// Close waits for a refresh started ahead of expiry and for the last
-	// attempt at a failed save: the rotated refresh token must be on disk
-	// before the process ends.
-	if cerr := src.Close(); err == nil && cerr != nil {
+	if cerr := a.closeSource(ctx, src, path); err == nil && cerr != nil {
 		return a.fail(fmt.Errorf("the new token could not be saved to %s, and the refresh token it replaced is spent: %w", path, cerr), path)
 	}
 	if err != nil {
