@@ -350,3 +350,108 @@ func TestInvalidGrantIsNotHiddenByAdoption(t *testing.T) {
 		t.Errorf("server saw %d reuses, want 1", st.ReuseAttempts)
 	}
 }
+
+// A Source that NewSource did not make reports an error; it does not panic
+// (least of all inside a goroutine, where the caller could not recover).
+func TestZeroSource(t *testing.T) {
+	var s Source
+	if _, err := s.Token(t.Context()); err == nil {
+		t.Error("zero Source: Token() = nil error")
+	}
+	if _, err := s.Refresh(t.Context(), &Token{AccessToken: "a"}); err == nil {
+		t.Error("zero Source: Refresh() = nil error")
+	}
+	if err := s.Close(); err != nil {
+		t.Errorf("zero Source: Close() = %v", err)
+	}
+}
+
+// Refresh never answers with the access token it was told was rejected,
+// not even when the token endpoint hands the same one out again.
+func TestRefreshNeverReturnsRejected(t *testing.T) {
+	f := newFixture(t, bearertest.Config{})
+	mg := newMangler(t, f.srv.TokenURL())
+	mg.fn = func(m map[string]any) ([]byte, string) {
+		m["access_token"] = f.grant.AccessToken // the server answers with the old one
+		b, _ := json.Marshal(m)
+		return b, "application/json"
+	}
+	mg.left.Store(1)
+	cfg := f.config()
+	cfg.TokenURL = mg.url
+	src := NewSource(cfg, NewMemoryStore(f.token()))
+	defer src.Close()
+	old, err := src.Token(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := src.Refresh(t.Context(), old); err == nil && got.AccessToken == old.AccessToken {
+		t.Errorf("Refresh(rejected) = the rejected token, want another or an error")
+	}
+	got, err := src.Refresh(t.Context(), old)
+	if err != nil || got.AccessToken == old.AccessToken {
+		t.Errorf("Refresh(rejected) again = %v, %v; want a new token", got, err)
+	}
+	if st := f.srv.Stats(); st.ReuseAttempts != 0 {
+		t.Errorf("server saw %d reuses, want none", st.ReuseAttempts)
+	}
+}
+
+// RefreshFinished fires after the new token is saved and published: a hook
+// that looks finds both.
+func TestRefreshFinishedAfterSaveAndPublish(t *testing.T) {
+	f := newFixture(t, bearertest.Config{})
+	store := NewMemoryStore(f.token())
+	cfg := f.config()
+	type seen struct {
+		stored, published string
+		err               error
+	}
+	got := make(chan seen, 1)
+	var src *Source
+	cfg.Hooks.RefreshFinished = func(ctx context.Context, d time.Duration, err error) {
+		st, _ := store.Load(ctx)
+		got <- seen{stored: st.RefreshToken, published: src.cur.Load().tok.RefreshToken, err: err}
+	}
+	src = NewSource(cfg, store)
+	defer src.Close()
+	if _, err := src.Token(t.Context()); err != nil { // loads
+		t.Fatal(err)
+	}
+	f.clock.Advance(101 * time.Second)
+	tok, err := src.Token(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := <-got
+	if s.err != nil || s.stored != tok.RefreshToken || s.published != tok.RefreshToken {
+		t.Errorf("at RefreshFinished: err %v, stored new token %v, published new token %v; want nil, true, true",
+			s.err, s.stored == tok.RefreshToken, s.published == tok.RefreshToken)
+	}
+}
+
+// A token whose lifetime is unknown (built by hand, or kept by a Store that
+// drops Obtained) gets the absolute default windows: with 2 s left it is
+// refreshed, not handed out, and with 4 minutes left it is refreshed ahead.
+func TestUnknownLifetimeGetsAbsoluteDefaults(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	s := NewSource(Config{Now: func() time.Time { return now }}, nil)
+	tests := []struct {
+		left             time.Duration
+		fresh, beforeWin bool
+	}{
+		{left: 2 * time.Second, fresh: false},
+		{left: 11 * time.Second, fresh: true, beforeWin: false},
+		{left: 4 * time.Minute, fresh: true, beforeWin: false},
+		{left: 6 * time.Minute, fresh: true, beforeWin: true},
+	}
+	for _, tt := range tests {
+		e := s.newEntry(&Token{AccessToken: "a", Expiry: now.Add(tt.left)}, now)
+		if got := s.satisfies(e, want{}, now); got != tt.fresh {
+			t.Errorf("%v left: fresh = %v, want %v", tt.left, got, tt.fresh)
+		}
+		if got := s.satisfies(e, want{ahead: true}, now); got != tt.beforeWin {
+			t.Errorf("%v left: before the refresh-ahead window = %v, want %v", tt.left, got, tt.beforeWin)
+		}
+	}
+}

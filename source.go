@@ -125,6 +125,9 @@ func (s *Source) Refresh(ctx context.Context, rejected *Token) (*Token, error) {
 	if rejected == nil {
 		return s.Token(ctx)
 	}
+	if s.sem == nil {
+		return nil, errZeroSource
+	}
 	w := want{rejected: rejected.AccessToken}
 	if e := s.cur.Load(); s.satisfies(e, w, s.now()) {
 		return e.tok, nil

@@ -17,6 +17,17 @@ import (
 // mistaken for an empty one. Implementations must be safe for concurrent use.
 // A Store may also implement [Locker], which the [Source] then uses to
 // serialise refreshes across every process sharing the store.
+//
+// What a Store must guarantee, for the Source to present each refresh token
+// once (docs/refresh.md):
+//   - Read your writes: once Save (or a Lease's CompareAndSwap) returned
+//     nil, Load returns that token or one saved after it, never an older
+//     one. A store that loses a write it reported done can make a Source
+//     spend a dead refresh token; a Source notices the one it spent last.
+//   - Without [Locker], a Store is for one process: nothing orders the
+//     refreshes of Sources in different processes.
+//   - Keep every field of [Token], Obtained included (or the Source falls
+//     back to the default refresh windows of a token of unknown lifetime).
 type Store interface {
 	Load(ctx context.Context) (*Token, error)
 	Save(ctx context.Context, t *Token) error
@@ -27,9 +38,17 @@ type Store interface {
 // refresh if still needed, save", so that exactly one holder spends each
 // refresh token and the others adopt its result.
 //
-// Lock waits until the caller holds the lock or ctx ends. A holder that dies
-// must not keep the lock forever: the OS releases a file lock, a Redis lease
-// lapses.
+// Lock waits until the caller holds the lock or ctx ends. While one lease is
+// held no other is, in any process, and a holder that dies must not keep the
+// lock forever: the OS releases a file lock, a Redis lease lapses. A lock
+// that can lapse while its holder lives (a lease with a TTL) must renew
+// itself while held, and make every write under it fail with [ErrLockLost]
+// once it has lapsed. Under a held lease, Lease.Load returns what the last
+// successful write left: no stale reads.
+//
+// A Source keeps the lease for as long as a new token is unsaved (its save
+// failed and is being retried), so that no other process spends the refresh
+// token that the unsaved one replaced.
 type Locker interface {
 	Lock(ctx context.Context) (Lease, error)
 }
