@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"math"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -111,6 +112,60 @@ func TestExpiredTokenTakesOverAnotherProcessRefresh(t *testing.T) {
 	}
 	if got.AccessToken == f.t0.AccessToken {
 		t.Errorf("b.Token() returned the expired token")
+	}
+	if st := f.srv.Stats(); st.GraceReuses != 1 || st.Revocations != 0 {
+		t.Errorf("server saw %d grace reuses, %d revocations; want 1, 0", st.GraceReuses, st.Revocations)
+	}
+}
+
+// TestDeadProcessRefreshTakenOverWithinGrace: a process recorded its
+// refresh in a FileStore, the server rotated, and the process died before
+// saving. The next Source, at its next refresh, finds the mark and sends
+// the marked refresh token once more at once (its outcome is unknown), and
+// a server with a reuse grace answers with the pair it already issued.
+func TestDeadProcessRefreshTakenOverWithinGrace(t *testing.T) {
+	f := newFixture(t, bearertest.Config{AccessLifetime: time.Hour, ReuseGrace: 30 * time.Second})
+	store := NewFileStore(filepath.Join(t.TempDir(), "token.json"))
+	ctx := context.Background()
+	t0 := f.token()
+	t0.Obtained = f.clock.Now()
+	if err := store.Save(ctx, t0); err != nil {
+		t.Fatal(err)
+	}
+	f.clock.Advance(56 * time.Minute) // refresh ahead from 55 min
+
+	// The dead process: it records its refresh, the server rotates, and
+	// nothing is saved.
+	lease, err := store.Lock(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lease.Begin(ctx, t0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.source(NewMemoryStore(f.token())).Refresh(ctx, f.token()); err != nil {
+		t.Fatal(err)
+	}
+	if err := lease.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	finished := make(chan error, 10)
+	cfg := f.config()
+	cfg.Hooks.RefreshFinished = func(_ context.Context, _ time.Duration, err error) { finished <- err }
+	b := NewSource(cfg, store)
+	defer b.Close()
+	for range 2 { // loads the token, then refreshes ahead in the background
+		if got, err := b.Token(ctx); err != nil || got.AccessToken != t0.AccessToken {
+			t.Fatalf("b.Token() = %v, %v; want the valid token", got, err)
+		}
+	}
+	if err := <-finished; err != nil {
+		t.Fatalf("the takeover failed: %v", err)
+	}
+	got, err := b.Token(ctx)
+	if err != nil || got.AccessToken == t0.AccessToken || !f.srv.Alive(got.RefreshToken) {
+		t.Fatalf("b.Token() after the takeover = %v, %v; want a new, live token", got, err)
 	}
 	if st := f.srv.Stats(); st.GraceReuses != 1 || st.Revocations != 0 {
 		t.Errorf("server saw %d grace reuses, %d revocations; want 1, 0", st.GraceReuses, st.Revocations)
