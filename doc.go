@@ -74,8 +74,9 @@
 // singleflight); waiting callers select on their own context, while the
 // refresh itself runs on a context detached from them with its own timeout
 // ([Config.RefreshTimeout]) and is saved before anyone receives the token.
-// Background work (the one refresh ahead, the retrying of a failed save) is
-// owned by the Source and ends with it: [Source.Close] waits for it.
+// All work a Source starts (refreshes, callers' abandoned ones included, and
+// the retrying of a failed save) is owned by it and ends with it:
+// [Source.Close] waits for it.
 //
 // # Errors
 //
@@ -87,17 +88,14 @@
 // [ErrInterrupted] names a refresh that an earlier process began and never
 // finished.
 //
-// A refresh ahead of expiry that finds another Source's refresh of the
-// same refresh token begun and not saved (another process's, or an earlier
-// Source's in this one) does not spend that token at once: the other may be
-// alive, holding the new token until its store answers again, and a second
-// spend would make a strict server revoke the whole family. The Source keeps
-// serving its valid token, tries again each second, and adopts the other's
-// token once it is saved; a failed save is retried within 5 s of each
-// failed attempt. After 10 s from the first sight, or as soon as its own
-// token has expired or was rejected, it takes the refresh over: the other
-// may have died, and a server with a reuse grace period answers a takeover
-// only soon after the first spend.
+// A refresh token is presented to the token endpoint at most once: the
+// protocol that keeps that promise, and what a [Store] must guarantee for
+// it, is in docs/refresh.md. A refresh token is sent a second time only
+// when the first outcome is unknown (the request left and no answer was
+// read, or a process died between sending and saving, which the next one
+// learns from the store): on a server with a reuse grace period the
+// second send recovers the rotation, and on a strict server the token is
+// dead either way.
 //
 // Transport errors, 5xx and 429 answers (honouring Retry-After) are retried
 // a few times with jittered backoff ([Config.MaxRetries]); other 4xx answers
@@ -111,8 +109,10 @@
 // If saving a new token fails, the token is used anyway (the old refresh
 // token is already spent, so it is the only one that works), the failure is
 // reported through [Hooks.SaveFailed], the Logger and [Stats], and the save is
-// retried in the background until it succeeds, is superseded by a newer
-// token, or the Source is closed.
+// retried in the background until it succeeds or the Source is closed; a
+// store with a [Locker] stays locked meanwhile, so that no other process
+// spends the replaced refresh token. [Source.Close] tries once more and
+// returns the error of a save that did not land.
 //
 // # Secrets
 //
