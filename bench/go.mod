@@ -3,7 +3,7 @@ module github.com/tokenkit/bearer/bench
 go 1.26.0
 
 require (
-	github.com/tokenkit/bearer v0.0.0-00010101000000-000000000000
+	github.com/tokenkit/bearer v0.1.0
 	go.uber.org/goleak v1.3.0
 	golang.org/x/oauth2 v0.38.0
 )

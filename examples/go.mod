@@ -11,7 +11,7 @@ require (
 	github.com/hashicorp/go-retryablehttp v0.7.8
 	github.com/ogen-go/ogen v1.24.0
 	github.com/prometheus/client_golang v1.24.1
-	github.com/tokenkit/bearer v0.0.0-00010101000000-000000000000
+	github.com/tokenkit/bearer v0.1.0
 	go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp v0.70.0
 	go.opentelemetry.io/otel v1.46.0
 	go.opentelemetry.io/otel/metric v1.46.0

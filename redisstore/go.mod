@@ -4,7 +4,7 @@ go 1.25.0
 
 require (
 	github.com/redis/go-redis/v9 v9.22.0
-	github.com/tokenkit/bearer v0.0.0-00010101000000-000000000000
+	github.com/tokenkit/bearer v0.1.0
 	go.uber.org/goleak v1.3.0
 )
 
