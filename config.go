@@ -122,10 +122,15 @@ type Hooks struct {
 
 // Stats is a snapshot of a Source's counters, for metrics.
 type Stats struct {
-	Refreshes    int64     // successful token requests
-	Failures     int64     // failed token requests, retries included in one
-	Adopted      int64     // tokens taken from the store, saved by others
-	Rejected     int64     // Refresh calls that found the current token rejected
-	SaveFailures int64     // failed saves, retries included
-	LastRefresh  time.Time // when the last successful token request ended
+	Refreshes    int64 // successful token requests
+	Failures     int64 // failed token requests, retries included in one
+	Adopted      int64 // tokens taken from the store, saved by others
+	Rejected     int64 // Refresh calls that found the current token rejected
+	SaveFailures int64 // failed saves, retries included
+	// Suppressed counts token requests not sent because the token
+	// endpoint's answer is known already: a refresh token it rejected
+	// (never sent again) or a refusal of the client (invalid_client,
+	// unauthorized_client), repeated to callers for a minute.
+	Suppressed  int64
+	LastRefresh time.Time // when the last successful token request ended
 }

@@ -42,8 +42,13 @@ func (s *Source) refresh(ctx context.Context, w want) (*Token, error) {
 		}
 	}
 
-	// Check: what cannot be sent is not sent.
+	// Check: what cannot be sent is not sent, and what the token endpoint
+	// refused for good is not asked again at once.
 	base := s.head
+	if s.refusal != nil && s.now().Before(s.refusedUntil) {
+		s.suppressed.Add(1)
+		return nil, s.refusal
+	}
 	if s.cfg.ClientCredentials {
 		return s.spend(ctx, w, base, false)
 	}
@@ -57,6 +62,7 @@ func (s *Source) refresh(ctx context.Context, w want) (*Token, error) {
 	case s.dead != "" && fingerprint(base.RefreshToken) == s.dead:
 		// Sending it again would only tell a strict server that a
 		// stolen token is being replayed.
+		s.suppressed.Add(1)
 		return nil, s.deadErr
 	}
 
@@ -123,6 +129,9 @@ func (s *Source) spend(ctx context.Context, w want, base *Token, interrupted boo
 	if err != nil {
 		s.failures.Add(1)
 		s.logWarn("token refresh failed", err)
+		if re := (*RetrieveError)(nil); tok == nil && errors.As(err, &re) && refusesClient(re.ErrorCode) {
+			s.refusal, s.refusedUntil = err, s.now().Add(refusalPause)
+		}
 		if tok == nil && errors.Is(err, ErrReauthorize) {
 			if interrupted {
 				err = fmt.Errorf("%w: %w", ErrInterrupted, err)
@@ -150,6 +159,17 @@ func (s *Source) spend(ctx context.Context, w want, base *Token, interrupted boo
 	}
 	s.finished(ctx, d, nil)
 	return s.head, nil
+}
+
+// refusalPause is how long a Source remembers that the token endpoint
+// refused the client itself: its callers get that error at once, and the
+// endpoint sees one request a pause instead of one per API call.
+const refusalPause = time.Minute
+
+// refusesClient reports whether an OAuth error code refuses the client,
+// not the grant: asking again with the same configuration cannot help.
+func refusesClient(code string) bool {
+	return code == "invalid_client" || code == "unauthorized_client"
 }
 
 // sync takes the store's lock (unless held already), reads the store and

@@ -455,3 +455,47 @@ func TestUnknownLifetimeGetsAbsoluteDefaults(t *testing.T) {
 		}
 	}
 }
+
+// A token endpoint that refuses the client (invalid_client) is asked once,
+// not once per API call: callers get the same typed error at once for a
+// minute, then one request tries again.
+func TestClientRefusalIsRemembered(t *testing.T) {
+	f := newFixture(t, bearertest.Config{})
+	cfg := f.config()
+	cfg.ClientSecret = "wrong"
+	src := NewSource(cfg, NewMemoryStore(f.token()))
+	defer src.Close()
+	f.clock.Advance(101 * time.Second)
+	var first error
+	for i := range 50 {
+		_, err := src.Token(t.Context())
+		var re *RetrieveError
+		if !errors.As(err, &re) || re.ErrorCode != "invalid_client" {
+			t.Fatalf("call %d: Token() = %v, want the invalid_client *RetrieveError", i, err)
+		}
+		if first == nil {
+			first = err
+		}
+	}
+	if n := f.srv.Stats().TokenRequests; n != 1 {
+		t.Errorf("token requests = %d for 50 calls, want 1", n)
+	}
+	if n := src.Stats().Suppressed; n != 49 {
+		t.Errorf("Stats().Suppressed = %d, want 49", n)
+	}
+	f.clock.Advance(refusalPause)
+	src.Token(t.Context())
+	if n := f.srv.Stats().TokenRequests; n != 2 {
+		t.Errorf("token requests after the pause = %d, want 2", n)
+	}
+}
+
+// "bearer" in any case is sent as RFC 6750's "Bearer"; other schemes as
+// the server named them.
+func TestTokenTypeCanonical(t *testing.T) {
+	for typ, want := range map[string]string{"": "Bearer", "bearer": "Bearer", "BEARER": "Bearer", "Bearer": "Bearer", "DPoP": "DPoP"} {
+		if got := (&Token{TokenType: typ}).Type(); got != want {
+			t.Errorf("Token{TokenType: %q}.Type() = %q, want %q", typ, got, want)
+		}
+	}
+}

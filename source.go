@@ -42,16 +42,19 @@ type Source struct {
 	// sem is the refresh lock, a one-slot semaphore so that waiting can
 	// honour a context. Its holder (a refresh, a save retry, Close) is
 	// the only one to read or write the fields below it.
-	sem      chan struct{}
-	head     *Token // the newest token this Source knows
-	unsaved  bool   // head is not known to be in the store
-	anchor   *Token // when unsaved: what the store held when the unsaved rotations began
-	held     Lease  // the store's lock, kept while head is unsaved
-	spent    string // fingerprint of the refresh token sent last
-	dead     string // fingerprint of a refresh token the server rejected
-	deadErr  error  // that rejection
-	saveErr  error  // why head is unsaved
-	lastSent time.Time
+	sem     chan struct{}
+	head    *Token // the newest token this Source knows
+	unsaved bool   // head is not known to be in the store
+	anchor  *Token // when unsaved: what the store held when the unsaved rotations began
+	held    Lease  // the store's lock, kept while head is unsaved
+	spent   string // fingerprint of the refresh token sent last
+	dead    string // fingerprint of a refresh token the server rejected
+	deadErr error  // that rejection
+	saveErr error  // why head is unsaved
+	// refusal is the token endpoint's refusal of the client, repeated to
+	// callers until refusedUntil.
+	refusal      error
+	refusedUntil time.Time
 
 	// ahead is set while the one background refresh runs; aheadAfter
 	// (unix nanoseconds) delays the next one after a failure.
@@ -64,8 +67,8 @@ type Source struct {
 	done     chan struct{} // closed by Close
 	wg       sync.WaitGroup
 
-	refreshes, failures, adopted, rejected, saveFailures atomic.Int64
-	lastRefresh                                          atomic.Int64
+	refreshes, failures, adopted, rejected, saveFailures, suppressed atomic.Int64
+	lastRefresh                                                      atomic.Int64
 }
 
 // ErrClosed is returned by a [Source] that needs to refresh after Close.
@@ -279,6 +282,7 @@ func (s *Source) Stats() Stats {
 		Adopted:      s.adopted.Load(),
 		Rejected:     s.rejected.Load(),
 		SaveFailures: s.saveFailures.Load(),
+		Suppressed:   s.suppressed.Load(),
 	}
 	if n := s.lastRefresh.Load(); n != 0 {
 		st.LastRefresh = time.Unix(0, n)

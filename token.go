@@ -126,9 +126,11 @@ func (t *Token) Valid(now time.Time) bool {
 	return t != nil && t.AccessToken != "" && (t.Expiry.IsZero() || now.Before(t.Expiry))
 }
 
-// Type returns the token type to send, "Bearer" when TokenType is empty.
+// Type returns the token type to send: "Bearer" when TokenType is empty or
+// "bearer" in any case (RFC 6750's scheme, which some APIs compare case
+// sensitively), otherwise TokenType as the server named it.
 func (t *Token) Type() string {
-	if t.TokenType == "" {
+	if t.TokenType == "" || strings.EqualFold(t.TokenType, "bearer") {
 		return "Bearer"
 	}
 	return t.TokenType
