@@ -102,7 +102,7 @@ func TestFileStoreCodec(t *testing.T) {
 	if err := fs.Save(t.Context(), tok); err != nil {
 		t.Fatalf("Save: %v", err)
 	}
-	data, err := os.ReadFile(fs.Path())
+	data, err := os.ReadFile(fs.path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,7 +137,7 @@ func TestFileStoreCodec(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			other := NewFileStore(fs.Path())
+			other := NewFileStore(fs.path)
 			other.Codec = tt.codec
 			got, err := other.Load(t.Context())
 			if (err != nil) != tt.wantErr {
@@ -182,12 +182,12 @@ func TestFileStoreCodecSourceWrongKey(t *testing.T) {
 	if err := fs.Save(t.Context(), &Token{AccessToken: "at-old", RefreshToken: "rt-old", Expiry: epNow.Add(-time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
-	before, err := os.ReadFile(fs.Path())
+	before, err := os.ReadFile(fs.path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg, mt := epConfig(epJSON(200, epTokenBody))
-	wrongStore := NewFileStore(fs.Path())
+	wrongStore := NewFileStore(fs.path)
 	wrongStore.Codec = wrong
 	src := NewSource(cfg, wrongStore)
 	defer src.Close()
@@ -197,7 +197,7 @@ func TestFileStoreCodecSourceWrongKey(t *testing.T) {
 	if n := mt.GetTotalCallCount(); n != 0 {
 		t.Errorf("requests = %d, want 0", n)
 	}
-	after, err := os.ReadFile(fs.Path())
+	after, err := os.ReadFile(fs.path)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -79,9 +79,6 @@ func (c Config) String() string {
 		c.tokenURL(), c.ClientID, redact(c.ClientSecret), c.Encoding, c.AuthStyle, c.ClientCredentials)
 }
 
-// GoString is String: %#v must not print the secret either.
-func (c Config) GoString() string { return c.String() }
-
 // Format makes every fmt verb print the redacted form.
 func (c Config) Format(f fmt.State, verb rune) { f.Write([]byte(c.String())) }
 

@@ -42,9 +42,6 @@ func NewFileStore(path string) *FileStore {
 	return &FileStore{path: path}
 }
 
-// Path returns the file's path.
-func (f *FileStore) Path() string { return f.path }
-
 // fileRecord is the file's content.
 type fileRecord struct {
 	Version int         `json:"version"`

@@ -73,7 +73,7 @@ func TestFileStoreRoundTrip(t *testing.T) {
 			}
 			fsTokenEqual(t, got, tt.tok)
 			// A second store over the same file reads the same.
-			got2, err := NewFileStore(fs.Path()).Load(t.Context())
+			got2, err := NewFileStore(fs.path).Load(t.Context())
 			if err != nil {
 				t.Fatalf("Load from a second FileStore: %v", err)
 			}
@@ -139,7 +139,7 @@ func TestFileStoreSaveNil(t *testing.T) {
 	if err := fs.Save(t.Context(), nil); err == nil {
 		t.Errorf("Save(nil) = nil error, want one")
 	}
-	if _, err := os.Stat(fs.Path()); !errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(fs.path); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("Stat after Save(nil) = %v, want the file not to exist", err)
 	}
 }
@@ -157,17 +157,17 @@ func TestFileStoreMode(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			fs := NewFileStore(fsPath(t))
 			if tt.existing != 0 {
-				if err := os.WriteFile(fs.Path(), []byte("old"), tt.existing); err != nil {
+				if err := os.WriteFile(fs.path, []byte("old"), tt.existing); err != nil {
 					t.Fatal(err)
 				}
-				if err := os.Chmod(fs.Path(), tt.existing); err != nil {
+				if err := os.Chmod(fs.path, tt.existing); err != nil {
 					t.Fatal(err)
 				}
 			}
 			if err := fs.Save(t.Context(), fsToken()); err != nil {
 				t.Fatalf("Save: %v", err)
 			}
-			fi, err := os.Stat(fs.Path())
+			fi, err := os.Stat(fs.path)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -213,7 +213,7 @@ func TestFileStoreCorrupt(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			fs := NewFileStore(fsPath(t))
-			if err := os.WriteFile(fs.Path(), tt.data, 0o600); err != nil {
+			if err := os.WriteFile(fs.path, tt.data, 0o600); err != nil {
 				t.Fatal(err)
 			}
 			tok, err := fs.Load(t.Context())
@@ -239,7 +239,7 @@ func fsSaved(t *testing.T, tok *Token) string {
 	if err := fs.Save(t.Context(), tok); err != nil {
 		t.Fatalf("Save: %v", err)
 	}
-	return fs.Path()
+	return fs.path
 }
 
 func TestFileStoreIsDirectory(t *testing.T) {
@@ -264,7 +264,7 @@ func TestFileStoreSourceNeverOverwritesCorrupt(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg, mt := epConfig(epJSON(200, epTokenBody))
 			fs := NewFileStore(fsPath(t))
-			if err := os.WriteFile(fs.Path(), tt.data, 0o600); err != nil {
+			if err := os.WriteFile(fs.path, tt.data, 0o600); err != nil {
 				t.Fatal(err)
 			}
 			src := NewSource(cfg, fs)
@@ -282,7 +282,7 @@ func TestFileStoreSourceNeverOverwritesCorrupt(t *testing.T) {
 			if err := src.Close(); err != nil {
 				t.Errorf("Close: %v", err)
 			}
-			got, err := os.ReadFile(fs.Path())
+			got, err := os.ReadFile(fs.path)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -316,7 +316,7 @@ func TestFileStoreSourceRefreshes(t *testing.T) {
 		t.Fatalf("Load: %v", err)
 	}
 	fsTokenEqual(t, saved, tok)
-	fsNoTemp(t, filepath.Dir(fs.Path()))
+	fsNoTemp(t, filepath.Dir(fs.path))
 }
 
 // fsNoTemp fails if dir holds anything but token files and lock files.
@@ -359,7 +359,7 @@ func TestFileStoreNoTempFiles(t *testing.T) {
 	if err := lease.Unlock(t.Context()); err != nil {
 		t.Fatalf("Unlock: %v", err)
 	}
-	fsNoTemp(t, filepath.Dir(fs.Path()))
+	fsNoTemp(t, filepath.Dir(fs.path))
 }
 
 func TestFileStoreSaveFailureLeavesNoTemp(t *testing.T) {
@@ -385,7 +385,7 @@ func TestFileStoreLockExcludes(t *testing.T) {
 		second func(first *FileStore) *FileStore
 	}{
 		{"same FileStore", func(first *FileStore) *FileStore { return first }},
-		{"another FileStore", func(first *FileStore) *FileStore { return NewFileStore(first.Path()) }},
+		{"another FileStore", func(first *FileStore) *FileStore { return NewFileStore(first.path) }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -450,7 +450,7 @@ func TestFileStoreLockCancelledBeforeWait(t *testing.T) {
 	defer held.Unlock(t.Context())
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	if l, err := NewFileStore(fs.Path()).Lock(ctx); !errors.Is(err, context.Canceled) {
+	if l, err := NewFileStore(fs.path).Lock(ctx); !errors.Is(err, context.Canceled) {
 		if l != nil {
 			l.Unlock(t.Context())
 		}
@@ -485,7 +485,7 @@ func TestFileLeaseBegin(t *testing.T) {
 
 	// The record survives another lease, as it would a crash.
 	lease.Unlock(t.Context())
-	lease, err = NewFileStore(fs.Path()).Lock(t.Context())
+	lease, err = NewFileStore(fs.path).Lock(t.Context())
 	if err != nil {
 		t.Fatalf("Lock: %v", err)
 	}
@@ -568,7 +568,7 @@ func TestFileLeaseCompareAndSwapConflict(t *testing.T) {
 			if tt.setup != nil {
 				tt.setup(t, fs, lease)
 			}
-			before, err := os.ReadFile(fs.Path())
+			before, err := os.ReadFile(fs.path)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -576,7 +576,7 @@ func TestFileLeaseCompareAndSwapConflict(t *testing.T) {
 			if !errors.Is(err, ErrConflict) {
 				t.Errorf("CompareAndSwap = %v, want ErrConflict", err)
 			}
-			after, err := os.ReadFile(fs.Path())
+			after, err := os.ReadFile(fs.path)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -590,7 +590,7 @@ func TestFileLeaseCompareAndSwapConflict(t *testing.T) {
 func TestFileLeaseCompareAndSwapCorrupt(t *testing.T) {
 	fs := NewFileStore(fsPath(t))
 	data := []byte("corrupt")
-	if err := os.WriteFile(fs.Path(), data, 0o600); err != nil {
+	if err := os.WriteFile(fs.path, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	lease, err := fs.Lock(t.Context())
@@ -605,7 +605,7 @@ func TestFileLeaseCompareAndSwapCorrupt(t *testing.T) {
 	if err == nil || errors.Is(err, ErrNoToken) {
 		t.Errorf("CompareAndSwap over a corrupt file = %v, want an error that is not ErrNoToken", err)
 	}
-	if got, _ := os.ReadFile(fs.Path()); !bytes.Equal(got, data) {
+	if got, _ := os.ReadFile(fs.path); !bytes.Equal(got, data) {
 		t.Errorf("file = %q, want it unchanged: %q", got, data)
 	}
 }

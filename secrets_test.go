@@ -103,9 +103,9 @@ func TestSecretsFmt(t *testing.T) {
 	}
 	// The methods themselves.
 	secCheck(t, "Token.String", tok.String())
-	secCheck(t, "Token.GoString", tok.GoString())
+	secCheck(t, "Token %#v", fmt.Sprintf("%#v", tok))
 	secCheck(t, "Config.String", cfg.String())
-	secCheck(t, "Config.GoString", cfg.GoString())
+	secCheck(t, "Config %#v", fmt.Sprintf("%#v", cfg))
 }
 
 func TestSecretsFmtShowsNonSecrets(t *testing.T) {
@@ -397,7 +397,7 @@ func TestSecretsStoreErrors(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			fs := NewFileStore(filepath.Join(t.TempDir(), "token.json"))
 			fs.Codec = tt.codec
-			if err := os.WriteFile(fs.Path(), []byte(tt.data), 0o600); err != nil {
+			if err := os.WriteFile(fs.path, []byte(tt.data), 0o600); err != nil {
 				t.Fatal(err)
 			}
 			_, err := fs.Load(t.Context())
@@ -429,7 +429,7 @@ func TestSecretsStoreErrors(t *testing.T) {
 		if err := fs.Save(t.Context(), &tok); err != nil {
 			t.Fatal(err)
 		}
-		fs2 := NewFileStore(fs.Path())
+		fs2 := NewFileStore(fs.path)
 		fs2.Codec = otherKey
 		_, err := fs2.Load(t.Context())
 		if !errors.Is(err, ErrDecrypt) {

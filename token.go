@@ -18,7 +18,7 @@ import (
 // Token is an OAuth 2.0 token pair: an access token that authenticates
 // requests and the refresh token that buys the next one.
 //
-// A Token prints itself redacted: fmt's verbs, String, GoString and slog show
+// A Token prints itself redacted: every fmt verb (%#v included), String and slog show
 // neither the access token nor the refresh token, also when the Token is held
 // by value in an exported field of a struct being printed. Tokens handed out
 // by a [Source] are shared: the returned Token must not be modified.
@@ -102,9 +102,6 @@ func fmtTime(t time.Time) string {
 	}
 	return t.UTC().Format(time.RFC3339)
 }
-
-// GoString is String: %#v must not print secrets either.
-func (t Token) GoString() string { return t.String() }
 
 // Format makes every fmt verb print the redacted form.
 func (t Token) Format(f fmt.State, verb rune) { io.WriteString(f, t.String()) }

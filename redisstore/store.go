@@ -95,9 +95,6 @@ func (s Store) String() string {
 		" Codec:" + codec + "}"
 }
 
-// GoString is String: %#v must not print secrets either.
-func (s Store) GoString() string { return s.String() }
-
 // Format makes every fmt verb print the String form.
 func (s Store) Format(f fmt.State, verb rune) { fmt.Fprint(f, s.String()) }
 
