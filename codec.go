@@ -33,7 +33,7 @@ func NewAESGCM(key []byte) (Codec, error) {
 	}
 	aead, err := cipher.NewGCM(block)
 	if err != nil {
-		return nil, fmt.Errorf("bearer: AES-GCM: %w", err)
+		return nil, errorf("AES-GCM: %w", err)
 	}
 	return gcmCodec{aead}, nil
 }
@@ -46,7 +46,7 @@ const codecMagic = "bearer-aesgcm-v1:"
 func (c gcmCodec) Seal(plaintext []byte) ([]byte, error) {
 	nonce := make([]byte, c.aead.NonceSize(), c.aead.NonceSize()+len(plaintext)+c.aead.Overhead())
 	if _, err := rand.Read(nonce); err != nil {
-		return nil, fmt.Errorf("bearer: AES-GCM nonce: %w", err)
+		return nil, errorf("AES-GCM nonce: %w", err)
 	}
 	out := append([]byte(codecMagic), c.aead.Seal(nonce, nonce, plaintext, []byte(codecMagic))...)
 	return out, nil

@@ -44,6 +44,25 @@ var (
 	ErrNoSource = errors.New("bearer: Transport.Source is nil")
 )
 
+// errorf is fmt.Errorf for this package's errors: the text says "bearer:"
+// once, at its start, however many errors of this package it wraps, and
+// the result still unwraps to them (errors.Is, errors.As).
+func errorf(format string, args ...any) error {
+	err := fmt.Errorf(format, args...)
+	return &chainError{text: prefix + strings.ReplaceAll(err.Error(), prefix, ""), err: err}
+}
+
+const prefix = "bearer: "
+
+// chainError is an error of errorf.
+type chainError struct {
+	text string
+	err  error
+}
+
+func (e *chainError) Error() string { return e.text }
+func (e *chainError) Unwrap() error { return e.err }
+
 // RetrieveError is a failed token endpoint request: an OAuth error answer,
 // an unexpected status, or an answer that is not a usable token.
 //

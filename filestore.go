@@ -65,7 +65,7 @@ func (f *FileStore) Load(ctx context.Context) (*Token, error) {
 // on an empty store) holds no token.
 func (f *FileStore) token(rec *fileRecord) (*Token, error) {
 	if rec.Token == (storedToken{}) {
-		return nil, fmt.Errorf("bearer: file store %s: %w", f.path, ErrNoToken)
+		return nil, errorf("file store %s: %w", f.path, ErrNoToken)
 	}
 	return rec.Token.token()
 }
@@ -82,7 +82,7 @@ func (f *FileStore) Save(ctx context.Context, t *Token) error {
 func (f *FileStore) Lock(ctx context.Context) (Lease, error) {
 	lock, err := lockFile(ctx, f.path+".lock")
 	if err != nil {
-		return nil, fmt.Errorf("bearer: file store %s: %w", filepath.Base(f.path), err)
+		return nil, errorf("file store %s: %w", filepath.Base(f.path), err)
 	}
 	f.removeStaleTemps()
 	return &fileLease{f: f, lock: lock}, nil
@@ -113,7 +113,7 @@ type fileLease struct {
 // another process may hold a lock on the new one.
 func (l *fileLease) check() error {
 	if l.lock == nil || !l.lock.held() {
-		return fmt.Errorf("bearer: file store %s: the lock file was removed or replaced: %w", filepath.Base(l.f.path), ErrLockLost)
+		return errorf("file store %s: the lock file was removed or replaced: %w", filepath.Base(l.f.path), ErrLockLost)
 	}
 	return nil
 }
@@ -146,7 +146,7 @@ func (l *fileLease) CompareAndSwap(ctx context.Context, old, new *Token) error {
 		return err
 	}
 	if !sameRefresh(stored, old) {
-		return fmt.Errorf("bearer: file store %s: %w", filepath.Base(l.f.path), ErrConflict)
+		return errorf("file store %s: %w", filepath.Base(l.f.path), ErrConflict)
 	}
 	if err := l.check(); err != nil {
 		return err
@@ -167,13 +167,13 @@ func (l *fileLease) Unlock(ctx context.Context) error {
 const maxFile = 1 << 20
 
 func (f *FileStore) errorf(format string, args ...any) error {
-	return fmt.Errorf("bearer: file store %s: "+format, append([]any{f.path}, args...)...)
+	return errorf("file store %s: "+format, append([]any{f.path}, args...)...)
 }
 
 func (f *FileStore) read() (*fileRecord, error) {
 	fh, err := os.Open(f.path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("bearer: file store %s: %w", f.path, ErrNoToken)
+		return nil, errorf("file store %s: %w", f.path, ErrNoToken)
 	}
 	if err != nil {
 		return nil, f.errorf("%w", err)
@@ -254,11 +254,11 @@ func (f *FileStore) write(rec *fileRecord) error {
 func syncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
-		return fmt.Errorf("bearer: file store: %w", err)
+		return errorf("file store: %w", err)
 	}
 	defer d.Close()
 	if err := d.Sync(); err != nil && !errors.Is(err, errors.ErrUnsupported) {
-		return fmt.Errorf("bearer: file store: syncing folder: %w", err)
+		return errorf("file store: syncing folder: %w", err)
 	}
 	return nil
 }

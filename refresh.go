@@ -15,7 +15,7 @@ import (
 // refresh produces a token that w wants, refreshing at most once.
 func (s *Source) refresh(ctx context.Context, w want) (*Token, error) {
 	if !s.acquire(ctx) {
-		return nil, fmt.Errorf("bearer: waiting for another refresh: %w", context.Cause(ctx))
+		return nil, errorf("waiting for another refresh: %w", context.Cause(ctx))
 	}
 	defer s.releaseSem()
 	defer s.unlockStore(ctx)
@@ -54,7 +54,7 @@ func (s *Source) refresh(ctx context.Context, w want) (*Token, error) {
 	}
 	switch {
 	case base == nil:
-		return nil, fmt.Errorf("bearer: no token to refresh; obtain one first (Config.Exchange) and save it: %w", ErrNoToken)
+		return nil, errorf("no token to refresh; obtain one first (Config.Exchange) and save it: %w", ErrNoToken)
 	case base.RefreshToken == "":
 		return nil, s.reauthorize(ctx, fmt.Errorf("%w: the token has no refresh token", ErrReauthorize))
 	case !base.RefreshExpiry.IsZero() && !s.now().Before(base.RefreshExpiry):
@@ -75,7 +75,7 @@ func (s *Source) refresh(ctx context.Context, w want) (*Token, error) {
 			if errors.Is(err, ErrLockLost) {
 				s.dropLease(ctx)
 			}
-			return nil, fmt.Errorf("bearer: recording the refresh in the store: %w", err)
+			return nil, errorf("recording the refresh in the store: %w", err)
 		}
 		if interrupted {
 			s.logWarn("an earlier refresh of the stored refresh token did not finish (a crash, or a lost answer); sending it again", ErrInterrupted)
@@ -134,7 +134,7 @@ func (s *Source) spend(ctx context.Context, w want, base *Token, interrupted boo
 		}
 		if tok == nil && errors.Is(err, ErrReauthorize) {
 			if interrupted {
-				err = fmt.Errorf("%w: %w", ErrInterrupted, err)
+				err = errorf("%w: %w", ErrInterrupted, err)
 			}
 			if base != nil {
 				s.dead, s.deadErr = fingerprint(base.RefreshToken), err
@@ -182,7 +182,7 @@ func (s *Source) sync(ctx context.Context) error {
 			if err != nil {
 				// Fail closed: without the lock another process may be
 				// spending the same refresh token.
-				return fmt.Errorf("bearer: locking the store: %w", err)
+				return errorf("locking the store: %w", err)
 			}
 			s.held = lease
 		}
@@ -193,7 +193,7 @@ func (s *Source) sync(ctx context.Context) error {
 		if errors.Is(err, ErrLockLost) {
 			s.dropLease(ctx)
 		}
-		return fmt.Errorf("bearer: reading the store: %w", err)
+		return errorf("reading the store: %w", err)
 	}
 	switch {
 	case s.unsaved && sameRefresh(stored, s.anchor):

@@ -169,7 +169,7 @@ func (s *Source) wait(ctx context.Context, key string, w want) (*Token, error) {
 		return nil, errZeroSource
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("bearer: waiting for a token: %w", context.Cause(ctx))
+		return nil, errorf("waiting for a token: %w", context.Cause(ctx))
 	}
 	select {
 	case r := <-s.group.DoChan(key, s.flight(ctx, w)):
@@ -178,7 +178,7 @@ func (s *Source) wait(ctx context.Context, key string, w want) (*Token, error) {
 		}
 		return r.Val.(*Token), nil
 	case <-ctx.Done():
-		return nil, fmt.Errorf("bearer: waiting for a token: %w", context.Cause(ctx))
+		return nil, errorf("waiting for a token: %w", context.Cause(ctx))
 	}
 }
 
@@ -248,14 +248,14 @@ func (s *Source) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), s.refreshTimeout())
 	defer cancel()
 	if !s.acquire(ctx) {
-		return fmt.Errorf("bearer: closing: %w", context.Cause(ctx))
+		return errorf("closing: %w", context.Cause(ctx))
 	}
 	defer s.releaseSem()
 	var err error
 	if s.unsaved {
 		s.persist(ctx)
 		if s.unsaved {
-			err = fmt.Errorf("bearer: the newest token was not saved: %w", s.saveErr)
+			err = errorf("the newest token was not saved: %w", s.saveErr)
 		}
 	}
 	s.dropLease(ctx)

@@ -102,7 +102,7 @@ func (m *MemoryStore) Load(ctx context.Context) (*Token, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.t == nil {
-		return nil, fmt.Errorf("bearer: memory store: %w", ErrNoToken)
+		return nil, errorf("memory store: %w", ErrNoToken)
 	}
 	return cloneToken(m.t), nil
 }
@@ -125,7 +125,7 @@ func (m *MemoryStore) Lock(ctx context.Context) (Lease, error) {
 	case m.lock <- struct{}{}:
 		return &memoryLease{m: m}, nil
 	case <-ctx.Done():
-		return nil, fmt.Errorf("bearer: memory store: waiting for the lock: %w", context.Cause(ctx))
+		return nil, errorf("memory store: waiting for the lock: %w", context.Cause(ctx))
 	}
 }
 
@@ -152,7 +152,7 @@ func (l *memoryLease) CompareAndSwap(ctx context.Context, old, new *Token) error
 	l.m.mu.Lock()
 	defer l.m.mu.Unlock()
 	if !sameRefresh(l.m.t, old) {
-		return fmt.Errorf("bearer: memory store: %w", ErrConflict)
+		return errorf("memory store: %w", ErrConflict)
 	}
 	l.m.t = cloneToken(new)
 	l.m.spending = ""

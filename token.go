@@ -298,14 +298,14 @@ func ParseTokenResponse(body []byte, contentType string, now time.Time) (*Token,
 	}
 	w, err := decodeToken(body, contentType)
 	if err != nil {
-		return nil, fmt.Errorf("bearer: token response: %w", err)
+		return nil, errorf("token response: %w", err)
 	}
 	if w.Error != "" {
 		return nil, &RetrieveError{ErrorCode: clean(w.Error, nil, 64), ErrorDescription: clean(w.ErrorDescription, nil, 200)}
 	}
 	t, err := w.token(now)
 	if err != nil {
-		return nil, fmt.Errorf("bearer: token response: %w", err)
+		return nil, errorf("token response: %w", err)
 	}
 	return t, nil
 }

@@ -498,21 +498,6 @@ func TestTokenValid(t *testing.T) {
 	}
 }
 
-func TestTokenType(t *testing.T) {
-	tests := []struct {
-		typ, want string
-	}{
-		{"", "Bearer"},
-		{"Bearer", "Bearer"},
-		{"bearer", "bearer"},
-	}
-	for _, tt := range tests {
-		if got := (&Token{TokenType: tt.typ}).Type(); got != tt.want {
-			t.Errorf("Token{TokenType: %q}.Type() = %q, want %q", tt.typ, got, tt.want)
-		}
-	}
-}
-
 func TestEncodingString(t *testing.T) {
 	tests := []struct {
 		e    Encoding
