@@ -19,7 +19,7 @@ import (
 // slow. Refreshes are held at a gate, so the crowd is there while one runs.
 
 // collapseCallers is the size of every crowd.
-const collapseCallers = 1000
+const collapseCallers = 300
 
 // collapseLifetime is the access token lifetime. With it a Source treats a
 // token as expired 10 s before its Expiry and refreshes ahead from 25 s

@@ -105,6 +105,7 @@ func TestMultiprocessChild(t *testing.T) {
 // twice, the server rotates once per token lifetime (within the bounds
 // below), and the file ends holding the family's live head.
 func TestMultiprocessOneRefreshPerExpiry(t *testing.T) {
+	t.Parallel() // child processes: mostly waiting
 	epoch := time.Now().Round(0)
 	clock := mpClock{epoch: epoch}
 	srv := bearertest.NewServer(bearertest.Config{AccessLifetime: mpLifetime, Now: clock.Now})
@@ -236,6 +237,7 @@ func TestLockHolderChild(t *testing.T) {
 // while it waits), and once the holder is killed with SIGKILL the OS
 // releases the lock and Lock succeeds.
 func TestMultiprocessLockWaitAndRelease(t *testing.T) {
+	t.Parallel() // child processes: mostly waiting
 	path := filepath.Join(t.TempDir(), "token.json")
 	store := bearer.NewFileStore(path)
 	c := startChild(t, "TestLockHolderChild", "lockholder",
