@@ -2,7 +2,11 @@ module github.com/tokenkit/bearer/examples
 
 go 1.25.0
 
-replace github.com/tokenkit/bearer => ../
+replace (
+	github.com/tokenkit/bearer => ../
+	github.com/tokenkit/bearer/redisstore => ../redisstore
+	github.com/tokenkit/bearer/xoauth2 => ../xoauth2
+)
 
 require (
 	github.com/go-faster/errors v0.8.0
