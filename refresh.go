@@ -153,7 +153,7 @@ func (s *Source) spend(ctx context.Context, w want, base *Token, interrupted boo
 	}
 	s.refreshes.Add(1)
 	s.lastRefresh.Store(s.now().UnixNano())
-	s.publish(s.head, s.now())
+	s.publish(s.head, s.now(), w.rejected != "")
 	if l := s.cfg.Logger; l != nil {
 		l.LogAttrs(ctx, slog.LevelDebug, "bearer: token refreshed", slog.Duration("took", d), slog.Time("expiry", s.head.Expiry))
 	}

@@ -499,3 +499,43 @@ func TestTokenTypeCanonical(t *testing.T) {
 		}
 	}
 }
+
+// An API that rejects every token does not cause a refresh per request:
+// a 401 for a token that itself replaced a rejected one moments ago is
+// returned as it is, until a minute has passed.
+func TestRejectEverythingIsNoStorm(t *testing.T) {
+	f := newFixture(t, bearertest.Config{})
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+		w.WriteHeader(http.StatusUnauthorized)
+	}))
+	defer api.Close()
+	src := f.source(NewMemoryStore(f.token()))
+	client := &http.Client{Transport: &Transport{Source: src}}
+	get := func() {
+		t.Helper()
+		resp, err := client.Get(api.URL)
+		if err != nil {
+			t.Fatalf("Get() = %v, want the API's 401", err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("status %d, want 401", resp.StatusCode)
+		}
+	}
+	for range 20 {
+		get()
+	}
+	if n := f.srv.Stats().Refreshes; n > 3 || n == 0 {
+		t.Errorf("20 requests rejected caused %d refreshes, want 1 to 3", n)
+	}
+	before := f.srv.Stats().Refreshes
+	f.clock.Advance(rejectionPause)
+	get()
+	if n := f.srv.Stats().Refreshes; n != before+1 {
+		t.Errorf("after the pause a rejection caused %d refreshes, want 1", n-before)
+	}
+	if st := f.srv.Stats(); st.ReuseAttempts != 0 {
+		t.Errorf("server saw %d reuses, want none", st.ReuseAttempts)
+	}
+}

@@ -74,6 +74,15 @@ type Source struct {
 // ErrClosed is returned by a [Source] that needs to refresh after Close.
 var ErrClosed = errors.New("bearer: the Source is closed")
 
+// rejectionPause is how long after a refresh that replaced a rejected
+// token a rejection of the new one is not refreshed again.
+const rejectionPause = time.Minute
+
+// errRejectedAgain is Refresh's answer when the token it was told was
+// rejected had itself replaced a rejected one moments ago; a Transport
+// then returns the server's 401 as it is.
+var errRejectedAgain = errors.New("bearer: the server rejected a token obtained moments ago for the same reason; not refreshing again for a minute")
+
 // errZeroSource is returned by a Source that NewSource did not make.
 var errZeroSource = errors.New("bearer: Source used without NewSource")
 
@@ -83,6 +92,9 @@ type entry struct {
 	tok       *Token
 	refreshAt time.Time // a background refresh starts
 	expireAt  time.Time // callers wait for a refresh
+	// replacedRejected is when tok was obtained in place of a token the
+	// server rejected; zero otherwise.
+	replacedRejected time.Time
 }
 
 // NewSource returns a Source for cfg that keeps its tokens in store; a nil
@@ -132,12 +144,22 @@ func (s *Source) Refresh(ctx context.Context, rejected *Token) (*Token, error) {
 		return nil, errZeroSource
 	}
 	w := want{rejected: rejected.AccessToken}
-	if e := s.cur.Load(); s.satisfies(e, w, s.now()) {
+	now := s.now()
+	e := s.cur.Load()
+	if s.satisfies(e, w, now) {
 		return e.tok, nil
 	}
 	s.rejected.Add(1)
 	if h := s.cfg.Hooks.TokenRejected; h != nil {
 		h(ctx)
+	}
+	if e != nil && e.tok.AccessToken == rejected.AccessToken && !e.replacedRejected.IsZero() && now.Sub(e.replacedRejected) < rejectionPause {
+		// The server rejects the token that replaced a rejected one
+		// moments ago: it will reject the next one too (a wrong
+		// audience, a clock off, an API down). Refreshing on every
+		// request would only be a storm.
+		s.suppressed.Add(1)
+		return nil, errRejectedAgain
 	}
 	return s.wait(ctx, "rejected "+rejected.AccessToken, w)
 }
@@ -298,8 +320,12 @@ func (s *Source) refreshTimeout() time.Duration {
 }
 
 // publish makes t the current token.
-func (s *Source) publish(t *Token, now time.Time) {
-	s.cur.Store(s.newEntry(t, now))
+func (s *Source) publish(t *Token, now time.Time, replacedRejected bool) {
+	e := s.newEntry(t, now)
+	if replacedRejected {
+		e.replacedRejected = now
+	}
+	s.cur.Store(e)
 }
 
 // Default windows for a token whose lifetime is unknown, and the most a

@@ -467,7 +467,7 @@ func TestLockFailureFailsClosedButServesValidToken(t *testing.T) {
 		t.Fatal("Token() without the lock and no token in memory succeeded")
 	}
 	// Once a token is in memory, a store outage only hurts after expiry.
-	src.publish(f.token(), f.clock.Now())
+	src.publish(f.token(), f.clock.Now(), false)
 	f.clock.Advance(80 * time.Second)
 	if _, err := src.Token(ctx); err != nil {
 		t.Fatalf("Token() in the refresh-ahead window with the store down = %v, want the valid token", err)
