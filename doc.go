@@ -106,6 +106,14 @@
 // is sent again, and the retry only brings the invalid_grant sooner. No grant
 // is sent twice for any other reason.
 //
+// Nothing storms. A token endpoint that refuses the client itself
+// (invalid_client, unauthorized_client) is asked again only after a minute;
+// until then callers get the same *RetrieveError at once. A refresh token
+// rejected with invalid_grant is never sent again by that Source. A 401 for
+// a token that itself replaced a rejected one less than a minute ago is
+// returned as it is, without another refresh. [Stats] counts each request
+// not sent (Suppressed).
+//
 // If saving a new token fails, the token is used anyway (the old refresh
 // token is already spent, so it is the only one that works), the failure is
 // reported through [Hooks.SaveFailed], the Logger and [Stats], and the save is
