@@ -305,35 +305,6 @@ func (c *Config) send(ctx context.Context, body []byte, contentType string, secr
 	return nil, &RetrieveError{StatusCode: resp.StatusCode, Err: fmt.Errorf("malformed answer: %w", derr), lost: true}
 }
 
-// salvage reads the refresh token, and its lifetime if it can, from a
-// successful answer that is otherwise unusable.
-func salvage(body []byte, now time.Time) (string, time.Time) {
-	var rt string
-	var exp seconds
-	var m map[string]json.RawMessage
-	if json.Unmarshal(body, &m) == nil {
-		if json.Unmarshal(m["refresh_token"], &rt) != nil {
-			return "", time.Time{}
-		}
-		if raw, ok := m["refresh_token_expires_in"]; ok && exp.UnmarshalJSON(raw) != nil {
-			exp = seconds{}
-		}
-	} else if vals, err := url.ParseQuery(string(body)); err == nil {
-		rt = vals.Get("refresh_token")
-		if exp.parse(vals.Get("refresh_token_expires_in")) != nil {
-			exp = seconds{}
-		}
-	}
-	if rt == "" || !headerSafe(rt) {
-		return "", time.Time{}
-	}
-	var at time.Time
-	if exp.set && exp.n > 0 {
-		at = now.Add(time.Duration(exp.n) * time.Second)
-	}
-	return rt, at
-}
-
 func clean(s string, secrets []string, max int) string {
 	return excerpt([]byte(s), secrets, max)
 }

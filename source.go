@@ -144,24 +144,33 @@ func (s *Source) Refresh(ctx context.Context, rejected *Token) (*Token, error) {
 		return nil, errZeroSource
 	}
 	w := want{rejected: rejected.AccessToken}
-	now := s.now()
-	e := s.cur.Load()
-	if s.satisfies(e, w, now) {
+	if e := s.cur.Load(); s.satisfies(e, w, s.now()) {
 		return e.tok, nil
 	}
 	s.rejected.Add(1)
 	if h := s.cfg.Hooks.TokenRejected; h != nil {
 		h(ctx)
 	}
-	if e != nil && e.tok.AccessToken == rejected.AccessToken && !e.replacedRejected.IsZero() && now.Sub(e.replacedRejected) < rejectionPause {
-		// The server rejects the token that replaced a rejected one
-		// moments ago: it will reject the next one too (a wrong
-		// audience, a clock off, an API down). Refreshing on every
-		// request would only be a storm.
-		s.suppressed.Add(1)
-		return nil, errRejectedAgain
-	}
 	return s.wait(ctx, "rejected "+rejected.AccessToken, w)
+}
+
+// refreshAfter401 is Refresh for a [Transport] whose request was answered
+// 401 with rejected. When rejected itself replaced a rejected token less
+// than a minute ago, the server will reject the next one too (a wrong
+// audience, a clock off, an API that rejects everything): it returns
+// errRejectedAgain without refreshing, and the Transport returns the 401,
+// since a refresh per request would be a storm. Refresh, called directly,
+// always refreshes a rejected current token.
+func (s *Source) refreshAfter401(ctx context.Context, rejected *Token) (*Token, error) {
+	if s.sem != nil {
+		e := s.cur.Load()
+		if e != nil && e.tok.AccessToken == rejected.AccessToken && !e.replacedRejected.IsZero() && s.now().Sub(e.replacedRejected) < rejectionPause {
+			s.rejected.Add(1)
+			s.suppressed.Add(1)
+			return nil, errRejectedAgain
+		}
+	}
+	return s.Refresh(ctx, rejected)
 }
 
 // want is what the callers of one refresh need.
