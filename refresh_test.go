@@ -490,16 +490,6 @@ func TestClientRefusalIsRemembered(t *testing.T) {
 	}
 }
 
-// "bearer" in any case is sent as RFC 6750's "Bearer"; other schemes as
-// the server named them.
-func TestTokenTypeCanonical(t *testing.T) {
-	for typ, want := range map[string]string{"": "Bearer", "bearer": "Bearer", "BEARER": "Bearer", "Bearer": "Bearer", "DPoP": "DPoP"} {
-		if got := (&Token{TokenType: typ}).Type(); got != want {
-			t.Errorf("Token{TokenType: %q}.Type() = %q, want %q", typ, got, want)
-		}
-	}
-}
-
 // An API that rejects every token does not cause a refresh per request:
 // a 401 for a token that itself replaced a rejected one moments ago is
 // returned as it is, until a minute has passed.

@@ -55,3 +55,13 @@ func TestUnknownEncoding(t *testing.T) {
 		t.Errorf("requests = %d, want 0", n)
 	}
 }
+
+// "bearer" in any case is sent as RFC 6750's "Bearer"; other schemes as
+// the server named them.
+func TestTokenTypeCanonical(t *testing.T) {
+	for typ, want := range map[string]string{"": "Bearer", "bearer": "Bearer", "BEARER": "Bearer", "Bearer": "Bearer", "DPoP": "DPoP"} {
+		if got := (&Token{TokenType: typ}).Type(); got != want {
+			t.Errorf("Token{TokenType: %q}.Type() = %q, want %q", typ, got, want)
+		}
+	}
+}

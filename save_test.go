@@ -1,0 +1,193 @@
+package bearer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/tokenkit/bearer/bearertest"
+)
+
+// flakyLocker is a MemoryStore whose first compare-and-swaps fail.
+type flakyLocker struct {
+	*MemoryStore
+	fail  atomic.Int32
+	saved chan struct{}
+}
+
+type flakyLease struct {
+	Lease
+	s *flakyLocker
+}
+
+func (s *flakyLocker) Lock(ctx context.Context) (Lease, error) {
+	l, err := s.MemoryStore.Lock(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &flakyLease{Lease: l, s: s}, nil
+}
+
+func (l *flakyLease) CompareAndSwap(ctx context.Context, old, new *Token) error {
+	if l.s.fail.Add(-1) >= 0 {
+		return errors.New("flaky store")
+	}
+	if err := l.Lease.CompareAndSwap(ctx, old, new); err != nil {
+		return err
+	}
+	l.s.saved <- struct{}{}
+	return nil
+}
+
+func TestSaveRetriesNeverLeaveASpentToken(t *testing.T) {
+	f := newFixture(t, bearertest.Config{})
+	mem := NewMemoryStore(f.token())
+	store := &flakyLocker{MemoryStore: mem, saved: make(chan struct{}, 10)}
+	store.fail.Store(2)
+	src := f.source(store)
+	ctx := context.Background()
+	t0, _ := src.Token(ctx)
+	t1, err := src.Refresh(ctx, t0) // the save fails: retried in the background
+	if err != nil {
+		t.Fatal(err)
+	}
+	t2, err := src.Refresh(ctx, t1) // fails too, or follows a retry
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-store.saved
+	if err := src.Close(); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := mem.Load(ctx)
+	if got.RefreshToken != t2.RefreshToken || !f.srv.Alive(got.RefreshToken) {
+		t.Errorf("store holds a refresh token alive=%v, want t2's, the live head", f.srv.Alive(got.RefreshToken))
+	}
+	// Another replica sharing the store refreshes from it.
+	b := NewSource(f.config(), mem)
+	defer b.Close()
+	bt, _ := b.Token(ctx)
+	if _, err := b.Refresh(ctx, bt); err != nil {
+		t.Errorf("replica: %v", err)
+	}
+	if st := f.srv.Stats(); st.Revocations != 0 || st.ReuseAttempts != 0 {
+		t.Errorf("revocations, reuses = %d, %d; want 0, 0", st.Revocations, st.ReuseAttempts)
+	}
+}
+
+// raceSaveStore: plain Store. Save #1 fails, save #2 (the background retry)
+// blocks until released, later saves succeed at once.
+type raceSaveStore struct {
+	inner   *MemoryStore
+	n       atomic.Int32
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (s *raceSaveStore) Load(ctx context.Context) (*Token, error) { return s.inner.Load(ctx) }
+func (s *raceSaveStore) Save(ctx context.Context, t *Token) error {
+	switch s.n.Add(1) {
+	case 1:
+		return errors.New("transient")
+	case 2:
+		close(s.entered)
+		<-s.release
+	}
+	return s.inner.Save(ctx, t)
+}
+
+func TestRetriedSaveNeverOverwritesNewerToken(t *testing.T) {
+	f := newFixture(t, bearertest.Config{})
+	store := &raceSaveStore{inner: NewMemoryStore(f.token()), entered: make(chan struct{}), release: make(chan struct{})}
+	src := f.source(store)
+	ctx := context.Background()
+	t0, _ := src.Token(ctx)
+	t1, err := src.Refresh(ctx, t0) // save fails -> background retry
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-store.entered // the retry is inside Save(t1)
+	// A refresh now waits for the retried save instead of racing it.
+	done := make(chan *Token)
+	go func() {
+		t2, err := src.Refresh(ctx, t1)
+		if err != nil {
+			t.Error(err)
+		}
+		done <- t2
+	}()
+	close(store.release)
+	t2 := <-done
+	if t2 == nil {
+		t.FailNow()
+	}
+	src.Close()
+	got, _ := store.inner.Load(ctx)
+	if got.RefreshToken != t2.RefreshToken {
+		t.Errorf("store holds refresh token alive=%v, want the newest (t2); t1's was spent: alive(t1)=%v",
+			f.srv.Alive(got.RefreshToken), f.srv.Alive(t1.RefreshToken))
+	}
+	// A restart reads the store and refreshes from it.
+	src2 := NewSource(f.config(), store.inner)
+	defer src2.Close()
+	cur, _ := src2.Token(ctx)
+	if _, err := src2.Refresh(ctx, cur); err != nil {
+		t.Errorf("after restart: %v", err)
+	}
+	if st := f.srv.Stats(); st.Revocations != 0 {
+		t.Errorf("Revocations = %d, want 0", st.Revocations)
+	}
+}
+
+// Saves that keep failing leave the store ever further behind: the Source
+// must neither adopt nor refresh from a token whose refresh token it spent.
+func TestNoDoubleSpendAfterFailedSaves(t *testing.T) {
+	f := newFixture(t, bearertest.Config{})
+	store := newSignalStore(NewMemoryStore(f.token()))
+	store.fail.Store(1 << 20) // every save fails
+	src := f.source(store)
+	ctx := context.Background()
+	tok, err := src.Token(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]int{tok.AccessToken: 0}
+	for i := 1; i <= 4; i++ {
+		next, err := src.Refresh(ctx, tok)
+		if err != nil {
+			t.Errorf("refresh %d: %v", i, err)
+			break
+		}
+		if j, ok := seen[next.AccessToken]; ok {
+			t.Errorf("refresh %d returned the token of step %d again (an older token whose refresh token is spent)", i, j)
+		}
+		seen[next.AccessToken] = i
+		tok = next
+	}
+	st := f.srv.Stats()
+	if st.ReuseAttempts != 0 || st.Revocations != 0 {
+		t.Errorf("server saw ReuseAttempts=%d Revocations=%d, want 0", st.ReuseAttempts, st.Revocations)
+	}
+}
+
+// fmt of a *Source shows no refresh token, not even the spent ones it
+// remembers.
+func TestSourcePrintsNoRefreshToken(t *testing.T) {
+	f := newFixture(t, bearertest.Config{})
+	src := f.source(NewMemoryStore(f.token()))
+	ctx := context.Background()
+	tok, _ := src.Token(ctx)
+	if _, err := src.Refresh(ctx, tok); err != nil {
+		t.Fatal(err)
+	}
+	out := fmt.Sprintf("%+v", src)
+	if strings.Contains(out, f.grant.RefreshToken) {
+		t.Errorf("fmt %%+v of *Source contains the refresh token: %.200s...", out[strings.Index(out, "spent"):])
+	}
+}
+
+var _ = sync.Mutex{}
