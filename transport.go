@@ -25,16 +25,18 @@ import (
 // errors.Is(err, [ErrReauthorize]). If the retry gets 401 too, that response
 // is returned.
 //
-// Transport never modifies the caller's request: it sends a shallow copy
-// whose header map holds the caller's headers plus Authorization. When Base
-// only reads requests (it is nil or an [*http.Transport], or BaseReadOnly
-// is set), requests with equal headers share one such map, built once per
-// token; Transport keeps one per number of header keys (modulo 4), and a
-// request with a valid token whose header matches one costs a single
-// allocation. The
-// Request of a response is the caller's request, not the copy that carried
-// the token nor a clone of it made by Base, so the token does not show
-// there; a request of Base's own without the token is left as it is.
+// Transport never modifies the caller's request: it sends a copy with a URL
+// and a header of its own (the caller's headers, their values copied as
+// [http.Header.Clone] copies them, plus Authorization), so nothing Base does
+// to the request it gets, nor a Proxy func or protocol round tripper of an
+// [*http.Transport], reaches the caller's request or another request. The
+// Authorization value is built once per token; with a valid token, the copy
+// is all Transport adds to a request: for one with a few headers, four
+// allocations and under 1 KiB, fewer than golang.org/x/oauth2's Transport
+// makes (BENCHMARKS.md in the repository has the figures). The Request of a
+// response is the caller's request, not the copy that carried the token nor
+// a clone of it made by Base, so the token does not show there; a request
+// of Base's own without the token is left as it is.
 //
 // The token goes only to the origin (scheme, host and port) of the first
 // request of a redirect chain, as curl does, and to AllowedHosts; on other
@@ -78,32 +80,11 @@ type Transport struct {
 	// that are not loopback. The zero value refuses with [ErrInsecure].
 	AllowInsecureHTTP bool
 
-	// BaseReadOnly declares that Base never modifies the requests it is
-	// given, as the [http.RoundTripper] contract requires. Transport then
-	// lets requests with the same header share one read-only header map
-	// (the caller's headers plus Authorization) instead of building one per
-	// request; the copy of the request is then its only allocation. A Base
-	// that sets or deletes a header of its request while this is set
-	// changes other requests' headers, and races with them.
-	//
-	// The zero value shares header maps only over an [*http.Transport],
-	// which only reads requests, and over a nil Base while
-	// [http.DefaultTransport] is one (httpmock.Activate, for one, replaces
-	// it); not on GOOS=js, where http.Transport deletes its fetch options
-	// from the header.
-	BaseReadOnly bool
-
 	// auth caches the header value of the last token seen, so that the
 	// valid-token path builds no string. A Source hands out the same
 	// *Token until it rotates; other sources may hand out a new *Token
 	// for the same token each time, so tokens also compare by value.
 	auth atomic.Pointer[authValue]
-
-	// shared holds the header maps last shared between requests, one per
-	// number of header keys modulo its length, so that requests of a few
-	// shapes (a GET with Accept, a POST with Content-Type too) each have
-	// theirs.
-	shared [4]atomic.Pointer[sharedHeader]
 }
 
 var _ http.RoundTripper = (*Transport)(nil)
@@ -140,7 +121,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		// http.Client copied the caller's header to this hop, or the caller
 		// set it; either way it is not ours to send here.
-		return t.send(req, req.Body, nil)
+		return t.send(req, req.Body, "")
 	}
 	if err := t.checkSecure(req.URL); err != nil {
 		closeRequestBody(req)
@@ -169,14 +150,25 @@ func (t *Transport) retry(ctx context.Context, req *http.Request, resp *http.Res
 	// Free the connection before waiting for the refresh: with a bounded
 	// pool (MaxConnsPerHost) the refresh itself may need it.
 	resp.Body = buffered(resp.Body)
-	next, err := rf.Refresh(ctx, tok)
+	var next *Token
+	var err error
+	if s, ok := rf.(*Source); ok {
+		next, err = s.refreshAfter401(ctx, tok)
+	} else {
+		next, err = rf.Refresh(ctx, tok)
+	}
+	if errors.Is(err, errRejectedAgain) {
+		// The token replaced a rejected one moments ago: the server's
+		// answer stands, and refreshing again would only be a storm.
+		return resp, nil
+	}
 	if err != nil {
 		discardResponse(resp)
-		return nil, fmt.Errorf("bearer: refreshing after a 401: %w", err)
+		return nil, errorf("refreshing after a 401: %w", err)
 	}
 	if next == nil || next.AccessToken == "" {
 		discardResponse(resp)
-		return nil, fmt.Errorf("bearer: refreshing after a 401: %w", errEmptyToken)
+		return nil, errorf("refreshing after a 401: %w", errEmptyToken)
 	}
 	if next.AccessToken == tok.AccessToken {
 		// The source stands by the token the server refused; sending it
@@ -187,45 +179,22 @@ func (t *Transport) retry(ctx context.Context, req *http.Request, resp *http.Res
 	if body != nil && body != http.NoBody {
 		if body, err = req.GetBody(); err != nil {
 			discardResponse(resp)
-			return nil, fmt.Errorf("bearer: replaying the request body: %w", err)
+			return nil, errorf("replaying the request body: %w", err)
 		}
 	}
 	discardResponse(resp)
 	return t.send(req, body, t.value(next))
 }
 
-// send sends a copy of req with body and with Authorization set to av's
-// value, or without Authorization if av is nil.
-//
-// The copy is shallow, unlike req.Clone: the URL, the header values and
-// the trailer are shared, as the RoundTripper contract forbids changing
-// them. Only the header map differs, as it must: it is built for this
-// request, or shared with others when Base only reads requests.
-//
-// A response to the copy, to a copy of it with the same header map, or to
-// a clone of it with the token, is given req as its Request, as if Base had
-// sent req itself: the caller never sees the token there, nor a header map
-// that other requests share.
-func (t *Transport) send(req *http.Request, body io.ReadCloser, av *authValue) (*http.Response, error) {
-	base := t.base()
-	var out *http.Request
-	if av != nil && t.readOnly(base) {
-		if h := t.sharedHeader(req.Header, av); h != nil {
-			out = new(http.Request)
-			*out = *req
-			out.Body = body
-			out.Header = h
-		}
-	}
-	if out == nil {
-		value := ""
-		if av != nil {
-			value = av.value
-		}
-		out = withHeader(req, body, value)
-	}
-	resp, err := base.RoundTrip(out)
-	if resp != nil && resp.Request != nil && answers(resp.Request, out, av) {
+// send sends a copy of req with body and with Authorization set to auth,
+// or without Authorization if auth is empty. A response to the copy, to a
+// shallow copy of it, or to a clone of it with the token, is given req as
+// its Request, as if Base had sent req itself: the caller never sees the
+// token there.
+func (t *Transport) send(req *http.Request, body io.ReadCloser, auth string) (*http.Response, error) {
+	out := outgoing(req, body, auth)
+	resp, err := t.base().RoundTrip(out)
+	if resp != nil && resp.Request != nil && answers(resp.Request, out, auth) {
 		resp.Request = req
 	}
 	return resp, err
