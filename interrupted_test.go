@@ -25,23 +25,6 @@ func (h msgHandler) Handle(_ context.Context, r slog.Record) error {
 	return nil
 }
 
-// waitFor receives from ch until it gets a value for which ok holds. The
-// bound only turns a missing signal into a failure instead of a hang.
-func waitFor[T any](t *testing.T, what string, ch <-chan T, ok func(T) bool) {
-	t.Helper()
-	timeout := time.After(10 * time.Second)
-	for {
-		select {
-		case v := <-ch:
-			if ok(v) {
-				return
-			}
-		case <-timeout:
-			t.Fatalf("no %s within 10 s", what)
-		}
-	}
-}
-
 // refreshFinished is what interruptedFixture's logs receive when b's token
 // request ends.
 const refreshFinished = "test: b's token request ended"

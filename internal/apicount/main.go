@@ -13,6 +13,7 @@ import (
 	"go/parser"
 	"go/token"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 )
@@ -42,24 +43,25 @@ func main() {
 // prefixed with its kind.
 func count(dir string) ([]string, error) {
 	fset := token.NewFileSet()
-	pkgs, err := parser.ParseDir(fset, dir, func(fi os.FileInfo) bool {
-		return !strings.HasSuffix(fi.Name(), "_test.go")
-	}, 0)
+	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, err
 	}
 	var names []string
-	for _, pkg := range pkgs {
-		if pkg.Name == "main" {
+	for _, e := range entries {
+		n := e.Name()
+		if e.IsDir() || !strings.HasSuffix(n, ".go") || strings.HasSuffix(n, "_test.go") {
 			continue
 		}
-		for _, f := range pkg.Files {
-			if buildIgnored(f) {
-				continue
-			}
-			for _, d := range f.Decls {
-				names = append(names, decl(d)...)
-			}
+		f, err := parser.ParseFile(fset, filepath.Join(dir, n), nil, 0)
+		if err != nil {
+			return nil, err
+		}
+		if f.Name.Name == "main" || buildIgnored(f) {
+			continue
+		}
+		for _, d := range f.Decls {
+			names = append(names, decl(d)...)
 		}
 	}
 	return dedupe(names), nil
