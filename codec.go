@@ -130,7 +130,7 @@ func (s *storedToken) token() (*Token, error) {
 	if s.AccessToken == "" && s.RefreshToken == "" {
 		return nil, fmt.Errorf("bearer: stored token has neither an access nor a refresh token")
 	}
-	if !headerSafe(s.AccessToken) || !headerSafe(s.RefreshToken) || !headerSafe(s.TokenType) {
+	if !headerSafe(s.AccessToken) || !vschar(s.RefreshToken) || !headerSafe(s.TokenType) {
 		return nil, fmt.Errorf("bearer: stored token holds characters not allowed in a header")
 	}
 	t := &Token{

@@ -253,6 +253,8 @@ func (c *Config) send(ctx context.Context, body []byte, contentType string, secr
 		return nil, &RetrieveError{StatusCode: resp.StatusCode, Err: fmt.Errorf("reading the answer: %w", err), lost: true}
 	}
 	if len(data) > maxBody {
+		// Not read: no token answer is that large (a proxy's page, say),
+		// so whether the server rotated is unknown.
 		return nil, &RetrieveError{StatusCode: resp.StatusCode, Err: fmt.Errorf("answer is larger than %d bytes", maxBody)}
 	}
 	now := c.now()
@@ -281,8 +283,12 @@ func (c *Config) send(ctx context.Context, body []byte, contentType string, secr
 			return tok, nil
 		}
 		rerr := &RetrieveError{StatusCode: resp.StatusCode, Err: fmt.Errorf("unusable answer: %w", err)}
-		if wire.RefreshToken == "" || !headerSafe(wire.RefreshToken) {
+		switch {
+		case wire.RefreshToken == "":
 			// No new refresh token: the server kept the old one.
+			return nil, rerr
+		case !vschar(wire.RefreshToken):
+			rerr.spent = true
 			return nil, rerr
 		}
 		// The server rotated: the caller keeps the new refresh token,
@@ -293,11 +299,15 @@ func (c *Config) send(ctx context.Context, body []byte, contentType string, secr
 		}
 		return tok, rerr
 	}
-	if rt, rexp := salvage(data, now); rt != "" {
+	switch rt, rexp, present := salvage(data, now); {
+	case rt != "":
 		// The server rotated, and the new refresh token can be read:
 		// the caller keeps it, although the rest is unusable.
 		return &Token{RefreshToken: rt, RefreshExpiry: rexp, Obtained: now},
 			&RetrieveError{StatusCode: resp.StatusCode, Err: fmt.Errorf("unusable answer: %w", derr)}
+	case present:
+		// Rotated, and the new refresh token cannot be read.
+		return nil, &RetrieveError{StatusCode: resp.StatusCode, Err: fmt.Errorf("unusable answer: %w", derr), spent: true}
 	}
 	// Cut or mangled on the way (a proxy, a reset): the server may have
 	// rotated the token and no new one can be read, so the outcome is

@@ -91,6 +91,10 @@ type RetrieveError struct {
 	// lost marks an answer that never arrived whole (a transport error,
 	// a connection cut mid-body): its outcome is unknown.
 	lost bool
+	// spent marks a successful answer that was read and whose new refresh
+	// token is not a string of VSCHAR: the server rotated, so the token
+	// sent is spent and the chain cannot go on.
+	spent bool
 }
 
 // Error describes the failure with the status, the OAuth error code and
@@ -129,7 +133,7 @@ func (e *RetrieveError) Unwrap() error { return e.Err }
 // Is reports whether the error implies target: invalid_grant implies
 // ErrReauthorize.
 func (e *RetrieveError) Is(target error) bool {
-	return target == ErrReauthorize && e.ErrorCode == "invalid_grant"
+	return target == ErrReauthorize && (e.ErrorCode == "invalid_grant" || e.spent)
 }
 
 // temporary reports whether sending the same request again may succeed.

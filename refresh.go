@@ -43,7 +43,12 @@ func (s *Source) refresh(ctx context.Context, w want) (*Token, error) {
 	}
 
 	// Check: what cannot be sent is not sent, and what the token endpoint
-	// refused for good is not asked again at once.
+	// or the API refused for good is not asked again at once.
+	if e := s.cur.Load(); w.after401 && e != nil && e.tok.AccessToken == w.rejected &&
+		!e.replacedRejected.IsZero() && s.now().Sub(e.replacedRejected) < rejectionPause {
+		s.suppressed.Add(1)
+		return nil, errRejectedAgain
+	}
 	base := s.head
 	if s.refusal != nil && s.now().Before(s.refusedUntil) {
 		s.suppressed.Add(1)
@@ -179,6 +184,9 @@ func (s *Source) sync(ctx context.Context) error {
 	if l, ok := s.store.(Locker); ok {
 		if s.held == nil {
 			lease, err := l.Lock(ctx)
+			if err == nil && lease == nil {
+				err = errors.New("Lock returned no lease")
+			}
 			if err != nil {
 				// Fail closed: without the lock another process may be
 				// spending the same refresh token.

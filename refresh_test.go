@@ -529,3 +529,76 @@ func TestRejectEverythingIsNoStorm(t *testing.T) {
 		t.Errorf("server saw %d reuses, want none", st.ReuseAttempts)
 	}
 }
+
+// A successful answer that was read but whose new refresh token is not a
+// string has still rotated: the old token is dead, reported as
+// ErrReauthorize, and never sent again. A refresh token with a space (RFC
+// 6749's VSCHAR allows it; it travels in a body) is kept and used.
+func TestRefreshUnreadableRotationIsNotResent(t *testing.T) {
+	tests := []struct {
+		name     string
+		fault    bearertest.Fault
+		wantKept bool
+	}{
+		{name: "space in refresh_token", wantKept: true,
+			fault: bearertest.Fault{Consume: true, Body: `{"access_token":"at_new","token_type":"Bearer","expires_in":3600,"refresh_token":"rt new"}`}},
+		{name: "refresh_token not a string",
+			fault: bearertest.Fault{Consume: true, Body: `{"access_token":"at_new","token_type":"Bearer","expires_in":3600,"refresh_token":12345}`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t, bearertest.Config{Lenient: true})
+			store := NewMemoryStore(f.token())
+			src := f.source(store)
+			ctx := t.Context()
+			t0, err := src.Token(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.srv.InjectFault(tt.fault)
+			_, err = src.Refresh(ctx, t0)
+			if !tt.wantKept && !errors.Is(err, ErrReauthorize) {
+				t.Errorf("Refresh() = %v, want ErrReauthorize (the old token is spent)", err)
+			}
+			src.Refresh(ctx, t0) // the Transport's next 401
+			if st := f.srv.Stats(); st.ReuseAttempts != 0 || st.TokenRequests != 1 {
+				t.Errorf("server saw %d requests, %d reuses; want 1, 0", st.TokenRequests, st.ReuseAttempts)
+			}
+			stored, _ := store.Load(ctx)
+			if kept := stored.RefreshToken == "rt new"; kept != tt.wantKept {
+				t.Errorf("the store holds the new refresh token: %v, want %v", kept, tt.wantKept)
+			}
+		})
+	}
+}
+
+// The 401-storm rule holds back token requests only: when the store holds
+// a token another Source obtained, a rejection is answered with it.
+func TestRejectionPauseStillAdopts(t *testing.T) {
+	f := newFixture(t, bearertest.Config{})
+	store := NewMemoryStore(f.token())
+	a, b := f.source(store), f.source(store)
+	ctx := t.Context()
+	t0, err := a.Token(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t1, err := a.refreshAfter401(ctx, t0) // replaced a rejected token
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Token(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t2, err := b.Refresh(ctx, t1) // b obtains another
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := a.refreshAfter401(ctx, t1)
+	if err != nil || got.AccessToken != t2.AccessToken {
+		t.Errorf("a.refreshAfter401(T1) = %v, %v; want the store's T2", got, err)
+	}
+	if st := f.srv.Stats(); st.Refreshes != 2 {
+		t.Errorf("server saw %d refreshes, want 2 (a's and b's)", st.Refreshes)
+	}
+}

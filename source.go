@@ -137,13 +137,29 @@ func (s *Source) Token(ctx context.Context) (*Token, error) {
 // concurrent calls with the same rejected token cause one refresh. It never
 // returns rejected's access token. A nil rejected is the same as Token.
 func (s *Source) Refresh(ctx context.Context, rejected *Token) (*Token, error) {
+	return s.refreshRejected(ctx, rejected, false)
+}
+
+// refreshAfter401 is Refresh for a [Transport] whose request was answered
+// 401 with rejected. When rejected itself replaced a rejected token less
+// than a minute ago, the server will reject the next one too (a wrong
+// audience, a clock off, an API that rejects everything): unless the store
+// holds another token, it returns errRejectedAgain without a token
+// request, and the Transport returns the 401, since a refresh per request
+// would be a storm. Refresh, called directly, always refreshes a rejected
+// current token.
+func (s *Source) refreshAfter401(ctx context.Context, rejected *Token) (*Token, error) {
+	return s.refreshRejected(ctx, rejected, true)
+}
+
+func (s *Source) refreshRejected(ctx context.Context, rejected *Token, after401 bool) (*Token, error) {
 	if rejected == nil {
 		return s.Token(ctx)
 	}
 	if s.sem == nil {
 		return nil, errZeroSource
 	}
-	w := want{rejected: rejected.AccessToken}
+	w := want{rejected: rejected.AccessToken, after401: after401}
 	if e := s.cur.Load(); s.satisfies(e, w, s.now()) {
 		return e.tok, nil
 	}
@@ -151,32 +167,18 @@ func (s *Source) Refresh(ctx context.Context, rejected *Token) (*Token, error) {
 	if h := s.cfg.Hooks.TokenRejected; h != nil {
 		h(ctx)
 	}
-	return s.wait(ctx, "rejected "+rejected.AccessToken, w)
-}
-
-// refreshAfter401 is Refresh for a [Transport] whose request was answered
-// 401 with rejected. When rejected itself replaced a rejected token less
-// than a minute ago, the server will reject the next one too (a wrong
-// audience, a clock off, an API that rejects everything): it returns
-// errRejectedAgain without refreshing, and the Transport returns the 401,
-// since a refresh per request would be a storm. Refresh, called directly,
-// always refreshes a rejected current token.
-func (s *Source) refreshAfter401(ctx context.Context, rejected *Token) (*Token, error) {
-	if s.sem != nil {
-		e := s.cur.Load()
-		if e != nil && e.tok.AccessToken == rejected.AccessToken && !e.replacedRejected.IsZero() && s.now().Sub(e.replacedRejected) < rejectionPause {
-			s.rejected.Add(1)
-			s.suppressed.Add(1)
-			return nil, errRejectedAgain
-		}
+	key := "rejected "
+	if after401 {
+		key = "rejected after a 401 "
 	}
-	return s.Refresh(ctx, rejected)
+	return s.wait(ctx, key+rejected.AccessToken, w)
 }
 
 // want is what the callers of one refresh need.
 type want struct {
 	ahead    bool   // a token outside the refresh-ahead window
 	rejected string // an access token other than this one
+	after401 bool   // rejected by a Transport's request: see refreshAfter401
 }
 
 // satisfies reports whether e's token is what w wants at now.
@@ -265,6 +267,12 @@ func (s *Source) refreshAhead(now time.Time) {
 // unsaved, releases the store's lock, and returns that save's error. After
 // Close, Token returns the current token while it is fresh and [ErrClosed]
 // when it would have to refresh.
+//
+// A save error from Close means the newest token is lost with the Source:
+// the store still holds the refresh token it replaced, marked as being
+// spent. Exit, or authorize again; a new Source on that store would send
+// the marked token once more (to it, the outcome is unknown), which a
+// strict server answers by revoking the family.
 func (s *Source) Close() error {
 	if s.sem == nil {
 		return nil

@@ -24,8 +24,8 @@ import (
 //     nil, Load returns that token or one saved after it, never an older
 //     one. A store that loses a write it reported done can make a Source
 //     spend a dead refresh token; a Source notices the one it spent last.
-//   - Without [Locker], a Store is for one process: nothing orders the
-//     refreshes of Sources in different processes.
+//   - Without [Locker], a Store serves one Source: nothing orders the
+//     refreshes of two Sources sharing it, in one process or several.
 //   - Keep every field of [Token], Obtained included (or the Source falls
 //     back to the default refresh windows of a token of unknown lifetime).
 type Store interface {

@@ -130,7 +130,7 @@ func (w *wireToken) token(now time.Time) (*Token, error) {
 	if w.AccessToken == "" {
 		return nil, fmt.Errorf("no access_token")
 	}
-	if !headerSafe(w.AccessToken) || !headerSafe(w.RefreshToken) {
+	if !headerSafe(w.AccessToken) || !vschar(w.RefreshToken) {
 		return nil, fmt.Errorf("a token holds characters not allowed in a header")
 	}
 	if w.TokenType != "" && (!strings.EqualFold(w.TokenType, "bearer") || !headerSafe(w.TokenType)) {
@@ -193,31 +193,49 @@ func ParseTokenResponse(body []byte, contentType string, now time.Time) (*Token,
 	return t, nil
 }
 
+// vschar reports whether s is made of RFC 6749's VSCHAR (%x20-7E), as a
+// refresh token is. It travels in a request body, never in a header, so
+// a space is allowed.
+func vschar(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
 // salvage reads the refresh token, and its lifetime if it can, from a
-// successful answer that is otherwise unusable.
-func salvage(body []byte, now time.Time) (string, time.Time) {
-	var rt string
+// successful answer that is otherwise unusable. present reports a
+// refresh_token field, readable or not.
+func salvage(body []byte, now time.Time) (rt string, expiry time.Time, present bool) {
 	var exp seconds
 	var m map[string]json.RawMessage
 	if json.Unmarshal(body, &m) == nil {
-		if json.Unmarshal(m["refresh_token"], &rt) != nil {
-			return "", time.Time{}
+		raw, ok := m["refresh_token"]
+		if !ok {
+			return "", time.Time{}, false
+		}
+		if json.Unmarshal(raw, &rt) != nil {
+			return "", time.Time{}, true
 		}
 		if raw, ok := m["refresh_token_expires_in"]; ok && exp.UnmarshalJSON(raw) != nil {
 			exp = seconds{}
 		}
-	} else if vals, err := url.ParseQuery(string(body)); err == nil {
+	} else if vals, err := url.ParseQuery(string(body)); err == nil && vals.Has("refresh_token") {
+		present = true
 		rt = vals.Get("refresh_token")
 		if exp.parse(vals.Get("refresh_token_expires_in")) != nil {
 			exp = seconds{}
 		}
+	} else {
+		return "", time.Time{}, false
 	}
-	if rt == "" || !headerSafe(rt) {
-		return "", time.Time{}
+	if rt == "" || !vschar(rt) {
+		return "", time.Time{}, true
 	}
-	var at time.Time
 	if exp.set && exp.n > 0 {
-		at = now.Add(time.Duration(exp.n) * time.Second)
+		expiry = now.Add(time.Duration(exp.n) * time.Second)
 	}
-	return rt, at
+	return rt, expiry, true
 }

@@ -160,6 +160,7 @@ func TestTokenResponseRejected(t *testing.T) {
 		status      int
 		contentType string
 		body        string
+		spent       bool // rotated, and the new refresh token cannot be kept
 	}{
 		{name: "missing access_token", body: `{"token_type":"Bearer","expires_in":60,"refresh_token":"rt-1"}`},
 		{name: "empty access_token", body: `{"access_token":"","token_type":"Bearer"}`},
@@ -170,7 +171,7 @@ func TestTokenResponseRejected(t *testing.T) {
 		{name: "access token with tab", body: `{"access_token":"at\t1"}`},
 		{name: "access token with DEL", body: `{"access_token":"at\u007f1"}`},
 		{name: "access token with space", body: `{"access_token":"at 1"}`},
-		{name: "refresh token with LF", body: `{"access_token":"at-1","refresh_token":"rt\n1"}`},
+		{name: "refresh token with LF", body: `{"access_token":"at-1","refresh_token":"rt\n1"}`, spent: true},
 		{name: "negative expires_in", body: `{"access_token":"at-1","expires_in":-1}`},
 		{name: "negative expires_in string", body: `{"access_token":"at-1","expires_in":"-60"}`},
 		{name: "negative refresh_token_expires_in", body: `{"access_token":"at-1","refresh_token_expires_in":-60}`},
@@ -228,8 +229,8 @@ func TestTokenResponseRejected(t *testing.T) {
 			if re.StatusCode != status {
 				t.Errorf("StatusCode = %d, want %d", re.StatusCode, status)
 			}
-			if errors.Is(err, ErrReauthorize) {
-				t.Errorf("errors.Is(%v, ErrReauthorize) = true, want false", err)
+			if errors.Is(err, ErrReauthorize) != tt.spent {
+				t.Errorf("errors.Is(%v, ErrReauthorize) = %v, want %v", err, !tt.spent, tt.spent)
 			}
 			if status == 200 && re.Body != "" {
 				t.Errorf("Body = %q, want empty for a 200 answer (it carries tokens)", re.Body)
