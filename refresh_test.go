@@ -23,7 +23,7 @@ import (
 // cannot fully use.
 type mangler struct {
 	url  string
-	left atomic.Int32                                 // answers still to mangle
+	left atomic.Int32                                    // answers still to mangle
 	fn   func(m map[string]any) (body []byte, ct string) // the rewrite
 }
 
