@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 
 	"github.com/tokenkit/bearer"
 )
@@ -88,12 +86,9 @@ func (a *app) exchange(ctx context.Context, args []string) int {
 	return a.save(ctx, path, tok)
 }
 
-// save stores tok in the file at path, creating its folder, and says what
-// it stored.
+// save stores tok in the file at path (Save creates its folder) and says
+// what it stored.
 func (a *app) save(ctx context.Context, path string, tok *bearer.Token) int {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return a.fail(err, path)
-	}
 	if err := bearer.NewFileStore(path).Save(ctx, tok); err != nil {
 		return a.fail(err, path)
 	}

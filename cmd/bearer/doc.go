@@ -49,7 +49,8 @@
 // processes sharing the file take turns to refresh. --store names it; the
 // default is $XDG_CONFIG_HOME/bearer/token.json, or
 // $HOME/.config/bearer/token.json when XDG_CONFIG_HOME is unset (on Windows,
-// %AppData%\bearer\token.json). import and exchange create its folder.
+// %AppData%\bearer\token.json). import and exchange create its folder
+// (mode 0700); before that, every command says that no token is stored.
 // The file holds the refresh token in clear: keep it private.
 //
 // # Client flags

@@ -250,7 +250,7 @@ func (a *app) config(c *clientFlags) bearer.Config {
 // Messages for the errors a user can act on.
 const (
 	msgReauthorize = "the refresh token expired or was already used: authorize the app again (bearer exchange or bearer import)"
-	msgNoToken     = "no token stored in %s: run bearer import or bearer exchange first"
+	msgNoToken     = "no token stored: run bearer login or bearer import (store: %s)"
 	msgUnavailable = "the token endpoint is unreachable or failing: try again later (the stored token is unchanged)"
 )
 
