@@ -21,8 +21,10 @@
 //
 // # Quick start
 //
-// Obtain the first token once (with [Config.Exchange], or the bearer
-// command's import), save it in a store, and let a Source keep it fresh:
+// Obtain the first token once (send a person to [Config.AuthCodeURL] and
+// pass the code the redirect brings back to [Config.Exchange]; or run the
+// bearer command's login), save it in a store, and let a Source keep it
+// fresh:
 //
 //	cfg := bearer.Config{
 //		ClientID:     os.Getenv("OAUTH_CLIENT_ID"),

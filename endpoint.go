@@ -3,8 +3,6 @@ package bearer
 import (
 	"bytes"
 	"context"
-	crand "crypto/rand"
-	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -39,46 +37,6 @@ const (
 // endpoint that never answers must not hang a refresh.
 var defaultHTTPClient = &http.Client{Timeout: 30 * time.Second}
 
-// Exchange obtains the first token with the authorization_code grant
-// (RFC 6749 section 4.1.3). codeVerifier is the PKCE verifier (RFC 7636)
-// whose challenge went into the authorization request, or "" without PKCE.
-// It uses the same request code, retries and checks as a refresh. Save the
-// result in the Store that a [Source] will use.
-func (c *Config) Exchange(ctx context.Context, code, redirectURI, codeVerifier string) (*Token, error) {
-	if code == "" {
-		return nil, errors.New("bearer: Exchange: empty authorization code")
-	}
-	params := map[string]string{"grant_type": "authorization_code", "code": code}
-	if redirectURI != "" {
-		params["redirect_uri"] = redirectURI
-	}
-	if codeVerifier != "" {
-		params["code_verifier"] = codeVerifier
-	}
-	tok, err := c.retrieve(ctx, params, []string{code, codeVerifier})
-	if err != nil {
-		return nil, err
-	}
-	return tok, nil
-}
-
-// GenerateVerifier returns a random PKCE code verifier (RFC 7636 section
-// 4.1): 32 random bytes, base64url-encoded.
-func GenerateVerifier() string {
-	b := make([]byte, 32)
-	if _, err := crand.Read(b); err != nil {
-		panic("bearer: crypto/rand failed: " + err.Error()) // never on supported systems
-	}
-	return base64.RawURLEncoding.EncodeToString(b)
-}
-
-// S256Challenge returns the PKCE S256 code challenge of verifier, to send
-// as code_challenge with code_challenge_method=S256.
-func S256Challenge(verifier string) string {
-	sum := sha256.Sum256([]byte(verifier))
-	return base64.RawURLEncoding.EncodeToString(sum[:])
-}
-
 func (c *Config) refreshGrant(ctx context.Context, refreshToken string) (*Token, error) {
 	return c.retrieve(ctx, map[string]string{
 		"grant_type":    "refresh_token",
@@ -103,9 +61,20 @@ func (c *Config) tokenURL() string {
 
 // check rejects a token URL that would send credentials in clear text.
 func (c *Config) check() error {
-	u, err := url.Parse(c.tokenURL())
+	return c.checkURL("TokenURL", c.tokenURL())
+}
+
+// checkURL rejects an endpoint URL (the value of Config's field) that is
+// not absolute, or that is plain http to a host that is not loopback
+// without AllowInsecureHTTP: credentials or a user's consent would cross
+// the network in clear text.
+func (c *Config) checkURL(field, raw string) error {
+	if raw == "" {
+		return fmt.Errorf("bearer: Config.%s is empty", field)
+	}
+	u, err := url.Parse(raw)
 	if err != nil || u.Host == "" {
-		return fmt.Errorf("bearer: Config.TokenURL is not an absolute URL")
+		return fmt.Errorf("bearer: Config.%s is not an absolute URL", field)
 	}
 	switch u.Scheme {
 	case "https":
@@ -114,9 +83,9 @@ func (c *Config) check() error {
 		if c.AllowInsecureHTTP || isLoopback(u.Hostname()) {
 			return nil
 		}
-		return fmt.Errorf("%w: Config.TokenURL host %q is not loopback (set Config.AllowInsecureHTTP to allow it)", ErrInsecure, u.Hostname())
+		return fmt.Errorf("%w: Config.%s host %q is not loopback (set Config.AllowInsecureHTTP to allow it)", ErrInsecure, field, u.Hostname())
 	}
-	return fmt.Errorf("bearer: Config.TokenURL scheme %q is not https", u.Scheme)
+	return fmt.Errorf("bearer: Config.%s scheme %q is not https", field, u.Scheme)
 }
 
 // isLoopback reports whether host (no port) is localhost or a loopback
