@@ -17,8 +17,8 @@
 //	bearer demo      [-duration 10s] [-workers 8] [-access-lifetime 2s] [-latency 0]
 //	bearer token     [--store FILE] [client flags]
 //	bearer status    [--store FILE]
-//	bearer import    [--store FILE] [--form] < response.json
-//	bearer exchange  --code C --redirect-uri U [--verifier V] [--store FILE] [client flags]
+//	bearer import    [--store FILE] [--form] [--force] < response.json
+//	bearer exchange  --code C --redirect-uri U [--verifier V] [--force] [--store FILE] [client flags]
 //	bearer request   [-X METHOD] [-H 'K: V']... [-d BODY] [--store FILE] [client flags] URL
 //
 // demo runs concurrent workers through a [bearer.Transport] for a while,
@@ -31,13 +31,20 @@
 //
 //	curl -H "Authorization: Bearer $(bearer token)" https://api.example.com/
 //
-// status describes what the store holds (type, expiries, whether info is
-// present) without printing a secret. import reads the JSON answer of an
-// authorization_code grant (token_type, expires_in, access_token,
-// refresh_token, refresh_token_expires_in, info) from standard input and
-// stores it, with expiries counted from now (--form reads the
-// form-encoded variant). exchange performs that grant itself with an authorization code
-// and stores the result. request sends one authenticated request and copies
+// status describes what the store holds (type, when it was obtained,
+// expiries, whether info is present) without printing a secret. import
+// reads the JSON answer of an authorization_code grant (token_type,
+// expires_in, access_token, refresh_token, refresh_token_expires_in, info)
+// from standard input and stores it, with expiries counted from now
+// (--form reads the form-encoded variant); an answer without a refresh
+// token is refused, since it could not be kept fresh. exchange performs
+// that grant itself with an authorization code and stores the result.
+//
+// import and exchange never replace a stored token whose refresh token is
+// still live (it may be the only way back into the grant; an import run
+// again from shell history would put a spent refresh token in its place):
+// they say what is stored, without its secrets, and exit with status 1,
+// unless --force is given. exchange checks before it spends the code. request sends one authenticated request and copies
 // the response body to standard output.
 //
 // Every subcommand explains its flags with -h.
@@ -72,7 +79,8 @@
 //	0  success
 //	1  failure: the request failed or was answered with a non-2xx status,
 //	   the demo found a broken invariant, the store could not be read or
-//	   written, or another error
+//	   written, a live token is stored and --force was not given, or
+//	   another error
 //	2  usage error: unknown subcommand, bad flag or argument, or a
 //	   configuration the library refuses (such as a token sent over plain
 //	   http to a host that is not loopback)

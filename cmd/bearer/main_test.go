@@ -478,13 +478,16 @@ func TestExchange(t *testing.T) {
 		}
 		noSecrets(t, r, tok.AccessToken, tok.RefreshToken, verifier, code)
 
-		// The code is single-use.
-		r = f.run(t, "", f.client("exchange", "--code", code, "--redirect-uri", redirect, "--verifier", verifier)...)
+		// The code is single-use (--force gets past the live token stored).
+		r = f.run(t, "", f.client("exchange", "--force", "--code", code, "--redirect-uri", redirect, "--verifier", verifier)...)
 		wantCode(t, r, exitReauthorize)
 		if !strings.Contains(r.stderr, "the authorization code was rejected") {
 			t.Errorf("stderr = %q, want it to say the code was rejected", r.stderr)
 		}
 		noSecrets(t, r, tok.AccessToken, tok.RefreshToken, verifier, code)
+		if f.stored(t).RefreshToken != tok.RefreshToken {
+			t.Errorf("a rejected exchange changed the store")
+		}
 	})
 	t.Run("form basic without pkce", func(t *testing.T) {
 		t.Parallel()
