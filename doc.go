@@ -90,6 +90,13 @@
 // [ErrInterrupted] names a refresh that an earlier process began and never
 // finished.
 //
+// A Token records the token endpoint and client it was issued to, and keeps
+// the record at rest. A Source configured for another endpoint or client
+// (a forgotten TokenURL, say, which would mean [DefaultTokenURL]) refuses to
+// refresh it with an error naming both, and sends nothing: not its refresh
+// token, not the client secret. Tokens stored before the record was kept
+// are refreshed as before, and their successors carry it.
+//
 // A refresh token is presented to the token endpoint at most once: the
 // protocol that keeps that promise, and what a [Store] must guarantee for
 // it, is in docs/refresh.md. A refresh token is sent a second time only

@@ -144,6 +144,9 @@ func (c *Config) retrieve(ctx context.Context, params map[string]string, secrets
 	}
 	for attempt := 1; ; attempt++ {
 		tok, rerr := c.send(ctx, body, contentType, secrets)
+		if tok != nil {
+			tok.issuer = c.record()
+		}
 		if rerr == nil {
 			return tok, nil
 		}

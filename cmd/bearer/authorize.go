@@ -7,13 +7,15 @@ import (
 	"io"
 
 	"github.com/tokenkit/bearer"
+	"github.com/tokenkit/bearer/internal/issuer"
 )
 
 func (a *app) importToken(ctx context.Context, args []string) int {
-	fs := a.flagSet("import", "[--store FILE] [--force] < response.json")
+	fs := a.flagSet("import", "[--store FILE] [--force] [--token-url URL] [--client-id ID] < response.json")
 	store := storeFlag(fs)
 	form := fs.Bool("form", false, "the response is form-encoded (application/x-www-form-urlencoded), not JSON")
 	force := forceFlag(fs)
+	ef := addEndpointFlags(fs)
 	if code, ok := parse(fs, args); !ok {
 		return code
 	}
@@ -44,6 +46,9 @@ func (a *app) importToken(ctx context.Context, args []string) int {
 	if err != nil {
 		return a.fail(err, path)
 	}
+	// The answer came from the endpoint and client the flags name: a
+	// refresh must go there, and nowhere else.
+	issuer.Set(tok, a.record(ef))
 	if tok.RefreshToken == "" {
 		fmt.Fprintf(a.stderr, "bearer: the answer holds no refresh token: bearer could not keep it fresh, so nothing was stored\n")
 		return exitFailure

@@ -17,7 +17,7 @@
 //	bearer demo      [-duration 10s] [-workers 8] [-access-lifetime 2s] [-latency 0]
 //	bearer token     [--store FILE] [client flags]
 //	bearer status    [--store FILE]
-//	bearer import    [--store FILE] [--form] [--force] < response.json
+//	bearer import    [--store FILE] [--form] [--force] [--token-url URL] [--client-id ID] < response.json
 //	bearer exchange  --code C --redirect-uri U [--verifier V] [--force] [--store FILE] [client flags]
 //	bearer request   [-X METHOD] [-H 'K: V']... [-d BODY] [--store FILE] [client flags] URL
 //
@@ -64,7 +64,7 @@
 //
 // token, exchange and request talk to the token endpoint:
 //
-//	--token-url URL        the token endpoint (default OpenTicket's, bearer.DefaultTokenURL)
+//	--token-url URL        the token endpoint (default $OAUTH_TOKEN_URL, else OpenTicket's, bearer.DefaultTokenURL)
 //	--client-id ID         the client ID (default $OAUTH_CLIENT_ID)
 //	--client-secret SECRET the client secret (default $OAUTH_CLIENT_SECRET)
 //	--form                 send form-encoded token requests instead of JSON
@@ -73,6 +73,11 @@
 //
 // Prefer the environment for the secret: command lines are visible to other
 // users of the machine.
+//
+// A stored token records the token endpoint and client it was issued to
+// (import records the ones its --token-url and --client-id, or the
+// environment, name). A command configured for another endpoint or client
+// refuses to refresh it, names both, sends nothing, and exits with status 2.
 //
 // # Exit status
 //
@@ -83,7 +88,8 @@
 //	   another error
 //	2  usage error: unknown subcommand, bad flag or argument, or a
 //	   configuration the library refuses (such as a token sent over plain
-//	   http to a host that is not loopback)
+//	   http to a host that is not loopback, or a stored token issued to
+//	   another token endpoint or client than the one configured)
 //	3  reauthorization needed: no token is stored, or the refresh token
 //	   expired, was revoked or was already used (or, for exchange, the
 //	   authorization code was rejected); run bearer exchange or bearer

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/tokenkit/bearer"
+	"github.com/tokenkit/bearer/internal/issuer"
 )
 
 // A stored token whose refresh token is still live is a grant: replacing it
@@ -91,6 +92,13 @@ func (a *app) store(ctx context.Context, path string, tok *bearer.Token, force b
 // line, each line starting with indent.
 func (a *app) describeStored(w io.Writer, indent string, tok *bearer.Token) {
 	now := a.now()
+	rec := issuer.Of(tok)
+	if rec.Known() {
+		fmt.Fprintf(w, "%sissued by:      %s\n", indent, rec.Redacted())
+		fmt.Fprintf(w, "%sclient:         %s\n", indent, rec.ClientID)
+	} else {
+		fmt.Fprintf(w, "%sissued by:      unknown (stored before bearer recorded it)\n", indent)
+	}
 	fmt.Fprintf(w, "%sobtained:       %s\n", indent, when(tok.Obtained, now))
 	fmt.Fprintf(w, "%saccess token:   %s\n", indent, describe(tok.AccessToken != "", tok.Expiry, now))
 	fmt.Fprintf(w, "%srefresh token:  %s\n", indent, describe(tok.RefreshToken != "", tok.RefreshExpiry, now))

@@ -18,13 +18,15 @@ func TestImportReplayedFromHistory(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, bearertest.Config{})
 	g := f.srv.Issue()
-	wantCode(t, f.run(t, string(g.JSON()), "import", "--store", f.store), exitOK)
+	wantCode(t, f.run(t, string(g.JSON()), "import", "--store", f.store, "--token-url", f.srv.TokenURL()), exitOK)
 	f.clock.Advance(2 * accessLife)
 	wantCode(t, f.run(t, "", f.client("token")...), exitOK) // rotates
 
-	r := f.run(t, string(g.JSON()), "import", "--store", f.store)
+	r := f.run(t, string(g.JSON()), "import", "--store", f.store, "--token-url", f.srv.TokenURL())
 	wantCode(t, r, exitFailure)
 	for _, want := range []string{
+		"issued by:      " + f.srv.TokenURL(),
+		"client:         " + testClientID,
 		"refusing to replace the token stored in " + f.store + ": its refresh token is still live",
 		"obtained:       2026-01-02 05:04:05 UTC (0s ago)",
 		"refresh token:  present (redacted), expires 2026-01-03 05:04:05 UTC",
@@ -159,5 +161,59 @@ func TestLive(t *testing.T) {
 	}
 	if errors.Is(errLive, bearer.ErrNoToken) {
 		t.Error("errLive must not read as ErrNoToken")
+	}
+}
+
+// The issue's story: a token imported from one server, refreshed with
+// --token-url forgotten, went to OpenTicket with the client secret. Now the
+// token records its endpoint and client, and nothing is sent elsewhere.
+func TestIssuerFollowsTheToken(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, bearertest.Config{})
+	g := f.srv.Issue()
+	f.env["OAUTH_TOKEN_URL"] = f.srv.TokenURL()
+	wantCode(t, f.run(t, string(g.JSON()), "import", "--store", f.store), exitOK)
+	r := f.run(t, "", "status", "--store", f.store)
+	for _, want := range []string{"issued by:      " + f.srv.TokenURL() + "\n", "client:         " + testClientID + "\n"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("status lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	f.clock.Advance(2 * accessLife)
+
+	delete(f.env, "OAUTH_TOKEN_URL") // forgotten
+	for _, tt := range []struct {
+		name  string
+		args  []string
+		names []string
+	}{
+		{"default endpoint", []string{"token", "--store", f.store}, []string{bearer.DefaultTokenURL, f.srv.TokenURL()}},
+		{"another client", []string{"token", "--store", f.store, "--token-url", f.srv.TokenURL(), "--client-id", "other-client"}, []string{`"other-client"`, `"` + testClientID + `"`}},
+		{"request", []string{"request", "--store", f.store, f.srv.APIURL()}, []string{bearer.DefaultTokenURL}},
+	} {
+		r := f.run(t, "", tt.args...)
+		wantCode(t, r, exitUsage)
+		for _, want := range append(tt.names, "--token-url", "OAUTH_TOKEN_URL") {
+			if !strings.Contains(r.stderr, want) {
+				t.Errorf("%s: stderr lacks %q:\n%s", tt.name, want, r.stderr)
+			}
+		}
+		if strings.Contains(r.stderr, "bearer: bearer:") {
+			t.Errorf("%s: stderr repeats its prefix:\n%s", tt.name, r.stderr)
+		}
+		noSecrets(t, r, g.AccessToken, g.RefreshToken)
+	}
+	if got := f.srv.Stats().TokenRequests; got != 0 {
+		t.Errorf("server TokenRequests = %d, want 0", got)
+	}
+	if f.stored(t).RefreshToken != g.RefreshToken {
+		t.Errorf("the store changed")
+	}
+
+	// With the endpoint given again, from the environment, it refreshes.
+	f.env["OAUTH_TOKEN_URL"] = f.srv.TokenURL()
+	wantCode(t, f.run(t, "", "token", "--store", f.store), exitOK)
+	if got := f.srv.Stats().Refreshes; got != 1 {
+		t.Errorf("server Refreshes = %d, want 1", got)
 	}
 }

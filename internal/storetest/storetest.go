@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/tokenkit/bearer"
+	"github.com/tokenkit/bearer/internal/issuer"
 )
 
 // Run checks the store that newStore returns, empty, against the contract.
@@ -134,7 +135,7 @@ func testLocker(t *testing.T, s bearer.Store, l bearer.Locker) {
 var epoch = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 
 func token(i int) *bearer.Token {
-	return &bearer.Token{
+	t := &bearer.Token{
 		AccessToken:   fmt.Sprintf("at-%d", i),
 		TokenType:     "Bearer",
 		RefreshToken:  fmt.Sprintf("rt-%d", i),
@@ -143,6 +144,8 @@ func token(i int) *bearer.Token {
 		Obtained:      epoch,
 		Info:          json.RawMessage(`{"i": 1}`),
 	}
+	issuer.Set(t, issuer.Record{TokenURL: "https://auth.example.test/tokens", ClientID: "client-1"})
+	return t
 }
 
 func counter(n int) *bearer.Token {
@@ -160,5 +163,5 @@ func count(t *bearer.Token) int {
 func equal(a, b *bearer.Token) bool {
 	return a.AccessToken == b.AccessToken && a.TokenType == b.TokenType && a.RefreshToken == b.RefreshToken &&
 		a.Expiry.Equal(b.Expiry) && a.RefreshExpiry.Equal(b.RefreshExpiry) && a.Obtained.Equal(b.Obtained) &&
-		string(a.Info) == string(b.Info)
+		string(a.Info) == string(b.Info) && issuer.Of(a) == issuer.Of(b)
 }
