@@ -20,6 +20,10 @@ type Config struct {
 	// sends a person to, with any extra parameters the server wants in its
 	// query. It has no default: "" makes AuthCodeURL fail.
 	AuthURL string
+	// RevocationURL is the revocation endpoint (RFC 7009) that
+	// [Source.Revoke] sends the refresh token to. It has no default: ""
+	// makes Revoke fail and send nothing.
+	RevocationURL string
 	// ClientID identifies the client to the token endpoint. It is sent
 	// as given, "" included; servers that require one refuse "" with an
 	// invalid_client error.

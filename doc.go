@@ -97,6 +97,9 @@
 // token, not the client secret. Tokens stored before the record was kept
 // are refreshed as before, and their successors carry it.
 //
+// [Source.Revoke] ends a grant: it revokes the stored refresh token at
+// [Config.RevocationURL] (RFC 7009) and clears the store.
+//
 // A refresh token is presented to the token endpoint at most once: the
 // protocol that keeps that promise, and what a [Store] must guarantee for
 // it, is in docs/refresh.md. A refresh token is sent a second time only

@@ -44,8 +44,9 @@ var (
 	ErrNoSource = errors.New("bearer: Transport.Source is nil")
 )
 
-// RetrieveError is a failed token endpoint request: an OAuth error answer,
-// an unexpected status, or an answer that is not a usable token.
+// RetrieveError is a failed token endpoint request (or revocation or
+// device authorization request): an OAuth error answer, an unexpected
+// status, or an answer that is not a usable token.
 //
 // Is reports ErrReauthorize for the "invalid_grant" error code. The fields
 // never hold a secret: the body excerpt has the credentials that were sent
@@ -72,13 +73,20 @@ type RetrieveError struct {
 	// lost marks an answer that never arrived whole (a transport error,
 	// a connection cut mid-body): its outcome is unknown.
 	lost bool
+	// endpoint names the endpoint that failed; "" is the token endpoint.
+	endpoint string
 }
 
 // Error describes the failure with the status, the OAuth error code and
 // description, and for other answers a cleaned excerpt of the body.
 func (e *RetrieveError) Error() string {
 	var b strings.Builder
-	b.WriteString("bearer: token endpoint")
+	b.WriteString("bearer: ")
+	if e.endpoint == "" {
+		b.WriteString("token endpoint")
+	} else {
+		b.WriteString(e.endpoint)
+	}
 	if e.StatusCode != 0 {
 		b.WriteString(": status ")
 		b.WriteString(strconv.Itoa(e.StatusCode))

@@ -116,6 +116,7 @@ func NewServer(cfg Config) *Server {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/tokens", s.serveToken)
 	mux.HandleFunc("/authorize", s.serveAuthorize)
+	mux.HandleFunc("/revoke", s.serveRevoke)
 	mux.HandleFunc("/api/", s.serveAPI)
 	hs := httptest.NewUnstartedServer(mux)
 	// Clients that hang up mid-fault make net/http log; tests want quiet.
@@ -135,6 +136,10 @@ func (s *Server) TokenURL() string { return s.URL + "/tokens" }
 // decision=deny and the same parameters denies it (error=access_denied).
 // Codes are single use and live ten minutes.
 func (s *Server) AuthURL() string { return s.URL + "/authorize" }
+
+// RevocationURL returns the revocation endpoint (RFC 7009), URL +
+// "/revoke". Revoking a refresh or access token revokes its whole family.
+func (s *Server) RevocationURL() string { return s.URL + "/revoke" }
 
 // APIURL returns the root of the protected API, URL + "/api/". Any path
 // below it answers 200 to a request carrying a live access token.
@@ -169,7 +174,8 @@ type Stats struct {
 	Denials           int // authorization requests denied
 	ReuseAttempts     int // spent refresh tokens presented again
 	GraceReuses       int // reuses answered within ReuseGrace with the already issued pair
-	Revocations       int // families revoked, by reuse detection or RevokeFamily
+	Revocations       int // families revoked, by reuse detection, RevokeFamily or the revocation endpoint
+	RevokeRequests    int // requests to the revocation endpoint
 	InvalidGrants     int // invalid_grant answers
 	InvalidClients    int // invalid_client answers
 	InvalidRequests   int // invalid_request and unsupported_grant_type answers

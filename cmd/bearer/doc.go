@@ -20,6 +20,7 @@
 //	bearer import    [--store FILE] [--form] [--force] [--token-url URL] [--client-id ID] < response.json
 //	bearer exchange  --code C --redirect-uri U [--verifier V] [--force] [--store FILE] [client flags]
 //	bearer request   [-X METHOD] [-H 'K: V']... [-d BODY] [--store FILE] [client flags] URL
+//	bearer logout    [--revocation-url URL] [--store FILE] [client flags]
 //
 // demo runs concurrent workers through a [bearer.Transport] for a while,
 // across several rotations and one revoked access token, and checks that no
@@ -44,8 +45,16 @@
 // still live (it may be the only way back into the grant; an import run
 // again from shell history would put a spent refresh token in its place):
 // they say what is stored, without its secrets, and exit with status 1,
-// unless --force is given. exchange checks before it spends the code. request sends one authenticated request and copies
-// the response body to standard output.
+// unless --force is given. exchange checks before it spends the code.
+//
+// request sends one authenticated request and copies the response body to
+// standard output.
+//
+// logout revokes the stored refresh token at the server's revocation
+// endpoint (RFC 7009; --revocation-url or $OAUTH_REVOCATION_URL, which has
+// no default) and then clears the store. If the server cannot be reached
+// the store is left as it was (exit status 4): run it again. With nothing
+// stored it says so and exits with status 0.
 //
 // Every subcommand explains its flags with -h.
 //

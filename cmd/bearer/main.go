@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"syscall"
 	"time"
 
@@ -76,6 +77,7 @@ func commands() []command {
 		{"status", "describe the stored token, without its secrets", (*app).status},
 		{"import", "store a token response (JSON) read from standard input", (*app).importToken},
 		{"exchange", "get a token with an authorization code and store it", (*app).exchange},
+		{"logout", "revoke the stored grant at the server (RFC 7009) and clear the store", (*app).logout},
 		{"request", "send an authenticated request and print the response body", (*app).request},
 	}
 }
@@ -214,14 +216,10 @@ func addEndpointFlags(fs *flag.FlagSet) *endpointFlags {
 
 // resolve fills in what the flags left empty from the environment.
 func (a *app) resolve(e *endpointFlags) endpointFlags {
-	r := *e
-	if r.tokenURL == "" {
-		r.tokenURL = a.env("OAUTH_TOKEN_URL")
+	return endpointFlags{
+		tokenURL: a.flagOrEnv(e.tokenURL, "OAUTH_TOKEN_URL"),
+		id:       a.flagOrEnv(e.id, "OAUTH_CLIENT_ID"),
 	}
-	if r.id == "" {
-		r.id = a.env("OAUTH_CLIENT_ID")
-	}
-	return r
 }
 
 // record is the issuer record of a token obtained with e: the library
@@ -260,11 +258,8 @@ func (a *app) config(c *clientFlags) bearer.Config {
 	cfg := bearer.Config{
 		TokenURL:     e.tokenURL,
 		ClientID:     e.id,
-		ClientSecret: c.secret,
+		ClientSecret: a.flagOrEnv(c.secret, "OAUTH_CLIENT_SECRET"),
 		Now:          a.now,
-	}
-	if cfg.ClientSecret == "" {
-		cfg.ClientSecret = a.env("OAUTH_CLIENT_SECRET")
 	}
 	if c.form {
 		cfg.Encoding = bearer.Form
@@ -298,20 +293,29 @@ func (a *app) fail(err error, store string) int {
 		return exitReauthorize
 	case errors.Is(err, issuer.ErrMismatch):
 		// The library's message names both endpoints and clients.
-		fmt.Fprintf(a.stderr, "%v\nbearer: %s\n", err, msgMismatch)
+		fmt.Fprintf(a.stderr, "%s\nbearer: %s\n", prefixed(err), msgMismatch)
 		return exitUsage
 	case errors.Is(err, bearer.ErrInsecure):
-		fmt.Fprintf(a.stderr, "bearer: %v\nbearer: use https, or a loopback address for local testing\n", err)
+		fmt.Fprintf(a.stderr, "%s\nbearer: use https, or a loopback address for local testing\n", prefixed(err))
 		return exitUsage
 	case temporary(err):
-		fmt.Fprintf(a.stderr, "bearer: %v\nbearer: %s\n", err, msgUnavailable)
+		fmt.Fprintf(a.stderr, "%s\nbearer: %s\n", prefixed(err), msgUnavailable)
 		return exitUnavailable
 	case errors.Is(err, context.Canceled):
 		fmt.Fprintln(a.stderr, "bearer: interrupted")
 		return exitFailure
 	}
-	fmt.Fprintf(a.stderr, "bearer: %v\n", err)
+	fmt.Fprintln(a.stderr, prefixed(err))
 	return exitFailure
+}
+
+// prefixed is err's message with the command's "bearer: " prefix, which
+// the library's errors already carry.
+func prefixed(err error) string {
+	if msg := err.Error(); strings.HasPrefix(msg, "bearer") {
+		return msg
+	}
+	return "bearer: " + err.Error()
 }
 
 // temporary reports whether err is a token endpoint failure that may pass:

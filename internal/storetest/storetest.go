@@ -47,6 +47,42 @@ func Run(t *testing.T, newStore func(t *testing.T) bearer.Store) {
 			}
 		}
 	})
+	t.Run("an empty token clears", func(t *testing.T) {
+		s := newStore(t)
+		for _, tok := range []*bearer.Token{token(1), {}} {
+			if err := s.Save(t.Context(), tok); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got, err := s.Load(t.Context()); !errors.Is(err, bearer.ErrNoToken) {
+			t.Errorf("Load() after saving an empty token = %v, %v; want ErrNoToken", got, err)
+		}
+		if err := s.Save(t.Context(), token(2)); err != nil {
+			t.Fatal(err)
+		}
+		l, ok := s.(bearer.Locker)
+		if !ok {
+			return
+		}
+		lease, err := l.Lock(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer lease.Unlock(t.Context())
+		if err := lease.CompareAndSwap(t.Context(), token(2), &bearer.Token{}); err != nil {
+			t.Fatalf("CompareAndSwap(token, empty) = %v", err)
+		}
+		if got, err := lease.Load(t.Context()); !errors.Is(err, bearer.ErrNoToken) {
+			t.Errorf("Load() after swapping in an empty token = %v, %v; want ErrNoToken", got, err)
+		}
+		// A cleared store is an empty one: a swap from nothing lands.
+		if err := lease.CompareAndSwap(t.Context(), nil, token(3)); err != nil {
+			t.Errorf("CompareAndSwap(nil, token) on a cleared store = %v", err)
+		}
+		if got, err := lease.Load(t.Context()); err != nil || !equal(got, token(3)) {
+			t.Errorf("Load() = %v, %v; want the token swapped in", got, err)
+		}
+	})
 	t.Run("locker", func(t *testing.T) {
 		s := newStore(t)
 		l, ok := s.(bearer.Locker)
