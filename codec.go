@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/tokenkit/bearer/internal/issuer"
 )
 
 // Codec transforms a stored token at rest, for example to encrypt it:
@@ -76,6 +78,10 @@ type storedToken struct {
 	Expiry        *time.Time `json:"expiry,omitempty"`
 	RefreshExpiry *time.Time `json:"refresh_expiry,omitempty"`
 	Obtained      *time.Time `json:"obtained,omitempty"`
+	// TokenURL and ClientID record whom the token was issued to; stores
+	// written before they were recorded lack them.
+	TokenURL string `json:"token_url,omitempty"`
+	ClientID string `json:"client_id,omitempty"`
 	// Info is kept as a string so that its bytes survive verbatim:
 	// encoding/json would compact or re-indent a raw message.
 	Info *string `json:"info,omitempty"`
@@ -106,6 +112,8 @@ func toStored(t *Token) storedToken {
 		AccessToken:  t.AccessToken,
 		TokenType:    t.TokenType,
 		RefreshToken: t.RefreshToken,
+		TokenURL:     t.issuer.TokenURL,
+		ClientID:     t.issuer.ClientID,
 	}
 	if t.Info != nil {
 		info := string(t.Info)
@@ -137,6 +145,7 @@ func (s *storedToken) token() (*Token, error) {
 		AccessToken:  s.AccessToken,
 		TokenType:    s.TokenType,
 		RefreshToken: s.RefreshToken,
+		issuer:       issuer.Record{TokenURL: s.TokenURL, ClientID: s.ClientID},
 	}
 	if s.Info != nil {
 		if !json.Valid([]byte(*s.Info)) {

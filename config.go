@@ -16,6 +16,14 @@ type Config struct {
 	// (OpenTicket). It must be https unless the host is loopback or
 	// AllowInsecureHTTP is set.
 	TokenURL string
+	// AuthURL is the authorization endpoint that [Config.AuthCodeURL]
+	// sends a person to, with any extra parameters the server wants in its
+	// query. It has no default: "" makes AuthCodeURL fail.
+	AuthURL string
+	// RevocationURL is the revocation endpoint (RFC 7009) that
+	// [Source.Revoke] sends the refresh token to. It has no default: ""
+	// makes Revoke fail and send nothing.
+	RevocationURL string
 	// ClientID identifies the client to the token endpoint. It is sent
 	// as given, "" included; servers that require one refuse "" with an
 	// invalid_client error.
@@ -42,7 +50,8 @@ type Config struct {
 	// client_credentials grant (machine to machine) instead of refreshing:
 	// a new token is fetched when the old one expires. Scopes go with it.
 	ClientCredentials bool
-	// Scopes are sent as "scope" with the client_credentials grant.
+	// Scopes are sent as "scope" with the client_credentials grant and in
+	// the authorization URL; nil sends none.
 	Scopes []string
 
 	// Leeway treats a token as expired this long before its Expiry, for

@@ -21,8 +21,10 @@
 //
 // # Quick start
 //
-// Obtain the first token once (with [Config.Exchange], or the bearer
-// command's import), save it in a store, and let a Source keep it fresh:
+// Obtain the first token once (send a person to [Config.AuthCodeURL] and
+// pass the code the redirect brings back to [Config.Exchange]; or run the
+// bearer command's login), save it in a store, and let a Source keep it
+// fresh:
 //
 //	cfg := bearer.Config{
 //		ClientID:     os.Getenv("OAUTH_CLIENT_ID"),
@@ -87,6 +89,16 @@
 // description, and an excerpt of the body with every secret removed.
 // [ErrInterrupted] names a refresh that an earlier process began and never
 // finished.
+//
+// A Token records the token endpoint and client it was issued to, and keeps
+// the record at rest. A Source configured for another endpoint or client
+// (a forgotten TokenURL, say, which would mean [DefaultTokenURL]) refuses to
+// refresh it with an error naming both, and sends nothing: not its refresh
+// token, not the client secret. Tokens stored before the record was kept
+// are refreshed as before, and their successors carry it.
+//
+// [Source.Revoke] ends a grant: it revokes the stored refresh token at
+// [Config.RevocationURL] (RFC 7009) and clears the store.
 //
 // A refresh token is presented to the token endpoint at most once: the
 // protocol that keeps that promise, and what a [Store] must guarantee for

@@ -3,8 +3,6 @@ package bearer
 import (
 	"bytes"
 	"context"
-	crand "crypto/rand"
-	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -39,46 +37,6 @@ const (
 // endpoint that never answers must not hang a refresh.
 var defaultHTTPClient = &http.Client{Timeout: 30 * time.Second}
 
-// Exchange obtains the first token with the authorization_code grant
-// (RFC 6749 section 4.1.3). codeVerifier is the PKCE verifier (RFC 7636)
-// whose challenge went into the authorization request, or "" without PKCE.
-// It uses the same request code, retries and checks as a refresh. Save the
-// result in the Store that a [Source] will use.
-func (c *Config) Exchange(ctx context.Context, code, redirectURI, codeVerifier string) (*Token, error) {
-	if code == "" {
-		return nil, errors.New("bearer: Exchange: empty authorization code")
-	}
-	params := map[string]string{"grant_type": "authorization_code", "code": code}
-	if redirectURI != "" {
-		params["redirect_uri"] = redirectURI
-	}
-	if codeVerifier != "" {
-		params["code_verifier"] = codeVerifier
-	}
-	tok, err := c.retrieve(ctx, params, []string{code, codeVerifier})
-	if err != nil {
-		return nil, err
-	}
-	return tok, nil
-}
-
-// GenerateVerifier returns a random PKCE code verifier (RFC 7636 section
-// 4.1): 32 random bytes, base64url-encoded.
-func GenerateVerifier() string {
-	b := make([]byte, 32)
-	if _, err := crand.Read(b); err != nil {
-		panic("bearer: crypto/rand failed: " + err.Error()) // never on supported systems
-	}
-	return base64.RawURLEncoding.EncodeToString(b)
-}
-
-// S256Challenge returns the PKCE S256 code challenge of verifier, to send
-// as code_challenge with code_challenge_method=S256.
-func S256Challenge(verifier string) string {
-	sum := sha256.Sum256([]byte(verifier))
-	return base64.RawURLEncoding.EncodeToString(sum[:])
-}
-
 func (c *Config) refreshGrant(ctx context.Context, refreshToken string) (*Token, error) {
 	return c.retrieve(ctx, map[string]string{
 		"grant_type":    "refresh_token",
@@ -101,11 +59,17 @@ func (c *Config) tokenURL() string {
 	return c.TokenURL
 }
 
-// check rejects a token URL that would send credentials in clear text.
-func (c *Config) check() error {
-	u, err := url.Parse(c.tokenURL())
+// checkURL rejects an endpoint URL (the value of Config's field) that is
+// not absolute, or that is plain http to a host that is not loopback
+// without AllowInsecureHTTP: credentials or a user's consent would cross
+// the network in clear text.
+func (c *Config) checkURL(field, raw string) error {
+	if raw == "" {
+		return fmt.Errorf("bearer: Config.%s is empty", field)
+	}
+	u, err := url.Parse(raw)
 	if err != nil || u.Host == "" {
-		return fmt.Errorf("bearer: Config.TokenURL is not an absolute URL")
+		return fmt.Errorf("bearer: Config.%s is not an absolute URL", field)
 	}
 	switch u.Scheme {
 	case "https":
@@ -114,9 +78,9 @@ func (c *Config) check() error {
 		if c.AllowInsecureHTTP || isLoopback(u.Hostname()) {
 			return nil
 		}
-		return fmt.Errorf("%w: Config.TokenURL host %q is not loopback (set Config.AllowInsecureHTTP to allow it)", ErrInsecure, u.Hostname())
+		return fmt.Errorf("%w: Config.%s host %q is not loopback (set Config.AllowInsecureHTTP to allow it)", ErrInsecure, field, u.Hostname())
 	}
-	return fmt.Errorf("bearer: Config.TokenURL scheme %q is not https", u.Scheme)
+	return fmt.Errorf("bearer: Config.%s scheme %q is not https", field, u.Scheme)
 }
 
 // isLoopback reports whether host (no port) is localhost or a loopback
@@ -154,15 +118,33 @@ func (c *Config) backoff(attempt int) time.Duration {
 
 // retrieve sends a token request, retrying transport errors, 5xx and 429
 // a bounded number of times. secrets are the grant's values, kept out of
-// every error.
+// every error. Tokens it returns record c's endpoint and client.
 //
 // A request whose outcome is unknown (sent, no answer) is retried with
 // the same grant: on servers with a reuse grace period the retry recovers
 // the rotation, and on strict servers the spent token is dead either way.
 // Nothing else sends the same grant twice.
 func (c *Config) retrieve(ctx context.Context, params map[string]string, secrets []string) (*Token, error) {
-	if err := c.check(); err != nil {
+	body, contentType, secrets, err := c.prepare("TokenURL", c.tokenURL(), params, secrets)
+	if err != nil {
 		return nil, err
+	}
+	return c.retry(ctx, func() (*Token, *RetrieveError) {
+		tok, rerr := c.send(ctx, body, contentType, secrets)
+		if tok != nil {
+			tok.issuer = c.record()
+		}
+		return tok, rerr
+	})
+}
+
+// prepare checks the URL of the endpoint that Config's field names and
+// encodes a request to it with the client's credentials. The secrets it
+// returns are the request's values and the client's, in the forms a
+// server may echo them.
+func (c *Config) prepare(field, endpoint string, params map[string]string, secrets []string) ([]byte, string, []string, error) {
+	if err := c.checkURL(field, endpoint); err != nil {
+		return nil, "", nil, err
 	}
 	secrets = append(secrets, c.ClientSecret)
 	if c.AuthStyle == AuthBasic {
@@ -170,11 +152,16 @@ func (c *Config) retrieve(ctx context.Context, params map[string]string, secrets
 		secrets = append(secrets, base64.StdEncoding.EncodeToString([]byte(url.QueryEscape(c.ClientID)+":"+url.QueryEscape(c.ClientSecret))))
 	}
 	body, contentType, err := c.encode(params)
-	if err != nil {
-		return nil, err
-	}
+	return body, contentType, secrets, err
+}
+
+// retry calls send until it succeeds, fails for good, has failed
+// MaxRetries+1 times, or ctx ends, waiting with backoff (or Retry-After)
+// between attempts. A token returned with an error (an unusable answer
+// that rotated) ends it at once.
+func (c *Config) retry(ctx context.Context, send func() (*Token, *RetrieveError)) (*Token, error) {
 	for attempt := 1; ; attempt++ {
-		tok, rerr := c.send(ctx, body, contentType, secrets)
+		tok, rerr := send()
 		if rerr == nil {
 			return tok, nil
 		}
@@ -225,56 +212,16 @@ func (c *Config) encode(params map[string]string) ([]byte, string, error) {
 	return nil, "", fmt.Errorf("bearer: unknown Config.Encoding %d", int(c.Encoding))
 }
 
+// send sends one token request and reads the token from its answer.
 func (c *Config) send(ctx context.Context, body []byte, contentType string, secrets []string) (*Token, *RetrieveError) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.tokenURL(), bytes.NewReader(body))
-	if err != nil {
-		return nil, &RetrieveError{Err: errors.New("cannot build the request")}
-	}
-	req.Header.Set("Content-Type", contentType)
-	req.Header.Set("Accept", "application/json")
-	if c.AuthStyle == AuthBasic {
-		req.SetBasicAuth(url.QueryEscape(c.ClientID), url.QueryEscape(c.ClientSecret))
-	}
-	// A copy of the user's client (its transport, TLS settings and proxy
-	// stay) that follows no redirect: a 307 would send the grant and the
-	// client secret to wherever it points.
-	hc := *defaultHTTPClient
-	if c.HTTPClient != nil {
-		hc = *c.HTTPClient
-	}
-	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	resp, err := hc.Do(req)
-	if err != nil {
-		return nil, &RetrieveError{Err: err, lost: true}
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
-	if err != nil {
-		return nil, &RetrieveError{StatusCode: resp.StatusCode, Err: fmt.Errorf("reading the answer: %w", err), lost: true}
-	}
-	if len(data) > maxBody {
-		// Not read: no token answer is that large (a proxy's page, say),
-		// so whether the server rotated is unknown.
-		return nil, &RetrieveError{StatusCode: resp.StatusCode, Err: fmt.Errorf("answer is larger than %d bytes", maxBody)}
+	resp, data, rerr := c.post(ctx, c.tokenURL(), body, contentType)
+	if rerr != nil {
+		return nil, rerr
 	}
 	now := c.now()
 	wire, derr := decodeToken(data, resp.Header.Get("Content-Type"))
-	ok := resp.StatusCode >= 200 && resp.StatusCode < 300
-	if wire != nil && wire.Error != "" {
-		return nil, &RetrieveError{
-			StatusCode:       resp.StatusCode,
-			ErrorCode:        clean(wire.Error, secrets, 64),
-			ErrorDescription: clean(wire.ErrorDescription, secrets, 200),
-			ErrorURI:         clean(wire.ErrorURI, secrets, 200),
-			RetryAfter:       retryAfter(resp.Header.Get("Retry-After"), now),
-		}
-	}
-	if !ok {
-		return nil, &RetrieveError{
-			StatusCode: resp.StatusCode,
-			Body:       excerpt(data, secrets, 120),
-			RetryAfter: retryAfter(resp.Header.Get("Retry-After"), now),
-		}
+	if rerr := failed(resp, data, wire, secrets, now); rerr != nil {
+		return nil, rerr
 	}
 	// A successful answer carries tokens: no excerpt of it, ever.
 	if derr == nil {
@@ -313,6 +260,67 @@ func (c *Config) send(ctx context.Context, body []byte, contentType string, secr
 	// rotated the token and no new one can be read, so the outcome is
 	// unknown, as with a lost answer.
 	return nil, &RetrieveError{StatusCode: resp.StatusCode, Err: fmt.Errorf("malformed answer: %w", derr), lost: true}
+}
+
+// post sends one request to endpoint and reads its answer, at most maxBody
+// bytes; the answer's body is closed. A request that left and got no whole
+// answer is lost: its outcome is unknown.
+func (c *Config) post(ctx context.Context, endpoint string, body []byte, contentType string) (*http.Response, []byte, *RetrieveError) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, bytes.NewReader(body))
+	if err != nil {
+		return nil, nil, &RetrieveError{Err: errors.New("cannot build the request")}
+	}
+	req.Header.Set("Content-Type", contentType)
+	req.Header.Set("Accept", "application/json")
+	if c.AuthStyle == AuthBasic {
+		req.SetBasicAuth(url.QueryEscape(c.ClientID), url.QueryEscape(c.ClientSecret))
+	}
+	// A copy of the user's client (its transport, TLS settings and proxy
+	// stay) that follows no redirect: a 307 would send the grant and the
+	// client secret to wherever it points.
+	hc := *defaultHTTPClient
+	if c.HTTPClient != nil {
+		hc = *c.HTTPClient
+	}
+	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, nil, &RetrieveError{Err: err, lost: true}
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
+	if err != nil {
+		return nil, nil, &RetrieveError{StatusCode: resp.StatusCode, Err: fmt.Errorf("reading the answer: %w", err), lost: true}
+	}
+	if len(data) > maxBody {
+		// Not read: no token answer is that large (a proxy's page, say),
+		// so whether the server rotated is unknown.
+		return nil, nil, &RetrieveError{StatusCode: resp.StatusCode, Err: fmt.Errorf("answer is larger than %d bytes", maxBody)}
+	}
+	return resp, data, nil
+}
+
+// failed returns the error of an answer that is an OAuth error object (wire,
+// nil if the body could not be decoded) or has a status other than 2xx, and
+// nil for any other answer.
+func failed(resp *http.Response, data []byte, wire *wireToken, secrets []string, now time.Time) *RetrieveError {
+	if wire != nil && wire.Error != "" {
+		return &RetrieveError{
+			StatusCode:       resp.StatusCode,
+			ErrorCode:        clean(wire.Error, secrets, 64),
+			ErrorDescription: clean(wire.ErrorDescription, secrets, 200),
+			ErrorURI:         clean(wire.ErrorURI, secrets, 200),
+			RetryAfter:       retryAfter(resp.Header.Get("Retry-After"), now),
+		}
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return &RetrieveError{
+			StatusCode: resp.StatusCode,
+			Body:       excerpt(data, secrets, 120),
+			RetryAfter: retryAfter(resp.Header.Get("Retry-After"), now),
+		}
+	}
+	return nil
 }
 
 func clean(s string, secrets []string, max int) string {

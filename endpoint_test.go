@@ -230,9 +230,9 @@ func TestExchangeRequest(t *testing.T) {
 		{
 			name:     "pkce",
 			redirect: "https://app.example.test/cb",
-			verifier: "verifier-123",
+			verifier: "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk",
 			want: map[string]string{"grant_type": "authorization_code", "code": "code-1", "redirect_uri": "https://app.example.test/cb",
-				"code_verifier": "verifier-123", "client_id": "client-1", "client_secret": "secret-1"},
+				"code_verifier": "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk", "client_id": "client-1", "client_secret": "secret-1"},
 		},
 		{
 			name: "no redirect, no pkce",

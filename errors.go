@@ -63,8 +63,9 @@ type chainError struct {
 func (e *chainError) Error() string { return e.text }
 func (e *chainError) Unwrap() error { return e.err }
 
-// RetrieveError is a failed token endpoint request: an OAuth error answer,
-// an unexpected status, or an answer that is not a usable token.
+// RetrieveError is a failed token endpoint request (or revocation or
+// device authorization request): an OAuth error answer, an unexpected
+// status, or an answer that is not a usable token.
 //
 // Is reports ErrReauthorize for the "invalid_grant" error code. The fields
 // never hold a secret: the body excerpt has the credentials that were sent
@@ -95,13 +96,20 @@ type RetrieveError struct {
 	// token is not a string of VSCHAR: the server rotated, so the token
 	// sent is spent and the chain cannot go on.
 	spent bool
+	// endpoint names the endpoint that failed; "" is the token endpoint.
+	endpoint string
 }
 
 // Error describes the failure with the status, the OAuth error code and
 // description, and for other answers a cleaned excerpt of the body.
 func (e *RetrieveError) Error() string {
 	var b strings.Builder
-	b.WriteString("bearer: token endpoint")
+	b.WriteString("bearer: ")
+	if e.endpoint == "" {
+		b.WriteString("token endpoint")
+	} else {
+		b.WriteString(e.endpoint)
+	}
 	if e.StatusCode != 0 {
 		b.WriteString(": status ")
 		b.WriteString(strconv.Itoa(e.StatusCode))

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"time"
@@ -95,6 +96,54 @@ func ExampleNewSource() {
 	// rotated: true
 	// saved before use: true
 	// server refreshes: 1
+}
+
+// The first token, from a person: send them to AuthCodeURL, check the state
+// the redirect brings back, and exchange its code with the same verifier.
+// bearertest approves at once; an http.Client plays the browser.
+func ExampleConfig_AuthCodeURL() {
+	srv := bearertest.NewServer(bearertest.Config{})
+	defer srv.Close()
+	// The app's redirect URI receives the code.
+	redirects := make(chan *http.Request, 1)
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		redirects <- r
+		fmt.Fprintln(w, "done: you may close this window")
+	}))
+	defer app.Close()
+
+	cfg := bearer.Config{
+		AuthURL:      srv.AuthURL(), // no default: every server names its own
+		TokenURL:     srv.TokenURL(),
+		ClientID:     bearertest.DefaultClientID,
+		ClientSecret: bearertest.DefaultClientSecret,
+		Scopes:       []string{"tickets"},
+	}
+	state, verifier := bearer.GenerateVerifier(), bearer.GenerateVerifier()
+	authURL, err := cfg.AuthCodeURL(state, app.URL+"/callback", verifier)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	resp, err := http.Get(authURL) // the person's browser
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	resp.Body.Close()
+
+	r := <-redirects
+	if r.FormValue("state") != state {
+		fmt.Println("a forged redirect: ignore it")
+		return
+	}
+	tok, err := cfg.Exchange(context.Background(), r.FormValue("code"), app.URL+"/callback", verifier)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println("has refresh token:", tok.RefreshToken != "")
+	// Output: has refresh token: true
 }
 
 // Exchange obtains the first token with the authorization_code grant and

@@ -24,9 +24,11 @@ import (
 // turns to refresh; the OS releases the lock of a process that dies. On
 // systems without flock the lock only covers the process.
 //
-// A missing file is [ErrNoToken]. A corrupt or unreadable file is a clear
-// error, never read as empty, and a Source never overwrites it. FileStore
-// is safe for concurrent use; set its fields before first use.
+// A missing file, or a missing folder, is [ErrNoToken] (from Load and from
+// Lock, which does not create the folder); Save creates the folder, with
+// mode 0700. A corrupt or unreadable file is a clear error, never read as
+// empty, and a Source never overwrites it. FileStore is safe for
+// concurrent use; set its fields before first use.
 type FileStore struct {
 	// Codec seals the file at rest, such as [NewAESGCM]; nil means plain
 	// JSON.
@@ -70,17 +72,28 @@ func (f *FileStore) token(rec *fileRecord) (*Token, error) {
 	return rec.Token.token()
 }
 
-// Save replaces the file's token with t, atomically.
+// Save replaces the file's token with t, atomically, creating the folder
+// (mode 0700) if it does not exist.
 func (f *FileStore) Save(ctx context.Context, t *Token) error {
 	if t == nil {
 		return fmt.Errorf("bearer: file store: cannot save a nil token")
 	}
+	if err := os.MkdirAll(filepath.Dir(f.path), 0o700); err != nil {
+		return f.errorf("creating the folder: %w", err)
+	}
 	return f.write(&fileRecord{Token: toStored(t)})
 }
 
-// Lock takes the file lock, polling until it is free or ctx ends.
+// Lock takes the file lock, polling until it is free or ctx ends. In a
+// folder that does not exist it reports [ErrNoToken]: nothing is stored
+// there, and a lock file would have nowhere to go.
 func (f *FileStore) Lock(ctx context.Context) (Lease, error) {
 	lock, err := lockFile(ctx, f.path+".lock")
+	if errors.Is(err, fs.ErrNotExist) {
+		if _, serr := os.Stat(filepath.Dir(f.path)); errors.Is(serr, fs.ErrNotExist) {
+			return nil, fmt.Errorf("bearer: file store %s: the folder does not exist: %w", f.path, ErrNoToken)
+		}
+	}
 	if err != nil {
 		return nil, errorf("file store %s: %w", filepath.Base(f.path), err)
 	}

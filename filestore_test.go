@@ -186,6 +186,54 @@ func TestFileStoreMissing(t *testing.T) {
 	}
 }
 
+// First run: the store's folder does not exist yet. Load and Lock report
+// ErrNoToken and create nothing; Save creates the folder, private.
+func TestFileStoreMissingFolder(t *testing.T) {
+	base := t.TempDir()
+	path := filepath.Join(base, "a", "b", "token.json")
+	fs := NewFileStore(path)
+	if tok, err := fs.Load(t.Context()); !errors.Is(err, ErrNoToken) {
+		t.Errorf("Load() in a missing folder = %v, %v; want ErrNoToken", tok, err)
+	}
+	if l, err := fs.Lock(t.Context()); !errors.Is(err, ErrNoToken) {
+		if l != nil {
+			l.Unlock(t.Context())
+		}
+		t.Errorf("Lock() in a missing folder = %v; want ErrNoToken", err)
+	}
+	if _, err := os.Stat(filepath.Join(base, "a")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("Load or Lock created the folder (Stat: %v)", err)
+	}
+	src := NewSource(Config{TokenURL: "http://127.0.0.1:1/tokens"}, fs)
+	if _, err := src.Token(t.Context()); !errors.Is(err, ErrNoToken) {
+		t.Errorf("Source.Token() over a missing folder = %v; want ErrNoToken", err)
+	}
+	src.Close()
+
+	if err := fs.Save(t.Context(), fsToken()); err != nil {
+		t.Fatalf("Save() in a missing folder: %v", err)
+	}
+	for _, dir := range []string{filepath.Join(base, "a"), filepath.Dir(path)} {
+		fi, err := os.Stat(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := fi.Mode().Perm(); got != 0o700 {
+			t.Errorf("folder %s mode = %#o, want 0700", dir, got)
+		}
+	}
+	got, err := fs.Load(t.Context())
+	if err != nil {
+		t.Fatalf("Load() after Save: %v", err)
+	}
+	fsTokenEqual(t, got, fsToken())
+	l, err := fs.Lock(t.Context())
+	if err != nil {
+		t.Fatalf("Lock() after Save: %v", err)
+	}
+	l.Unlock(t.Context())
+}
+
 func TestFileStoreCorrupt(t *testing.T) {
 	valid, err := os.ReadFile(fsSaved(t, fsToken()))
 	if err != nil {

@@ -393,7 +393,7 @@ func FuzzUnmarshalToken(f *testing.F) {
 const (
 	fzClientSecret = "SECRETclient-0123456789"
 	fzCode         = "SECRETcode-0123456789"
-	fzVerifier     = "SECRETverifier-0123456789"
+	fzVerifier     = "SECRETverifier-0123456789-abcdefghijklmnopqrstu"
 	fzRefresh      = "SECRETrefresh-0123456789"
 )
 

@@ -60,6 +60,9 @@ func (s *Source) refresh(ctx context.Context, w want) (*Token, error) {
 	switch {
 	case base == nil:
 		return nil, errorf("no token to refresh; obtain one first (Config.Exchange) and save it: %w", ErrNoToken)
+	case s.cfg.checkIssuer(base) != nil:
+		// Its refresh token, and the client secret, belong elsewhere.
+		return nil, s.cfg.checkIssuer(base)
 	case base.RefreshToken == "":
 		return nil, s.reauthorize(ctx, fmt.Errorf("%w: the token has no refresh token", ErrReauthorize))
 	case !base.RefreshExpiry.IsZero() && !s.now().Before(base.RefreshExpiry):

@@ -355,7 +355,7 @@ func TestSecretsRetrieveErrorsEncodedEcho(t *testing.T) {
 }
 
 func TestSecretsExchangeErrors(t *testing.T) {
-	const code, verifier = "CODE-SECRET-4e4e", "VERIFIER-SECRET-0a0a"
+	const code, verifier = "CODE-SECRET-4e4e", "VERIFIER-SECRET-0a0a-0123456789abcdefghijklmn"
 	cfg := secConfig()
 	cfg.MaxRetries = -1
 	cfg.HTTPClient.Transport.(*httpmock.MockTransport).RegisterResponder(http.MethodPost, epURL,

@@ -28,6 +28,9 @@ import (
 //     refreshes of two Sources sharing it, in one process or several.
 //   - Keep every field of [Token], Obtained included (or the Source falls
 //     back to the default refresh windows of a token of unknown lifetime).
+//   - An empty Token (the zero value), which [Source.Revoke] saves through
+//     Save or CompareAndSwap, clears the store: Load then reports
+//     ErrNoToken, and a swap from nil lands.
 type Store interface {
 	Load(ctx context.Context) (*Token, error)
 	Save(ctx context.Context, t *Token) error
@@ -107,13 +110,16 @@ func (m *MemoryStore) Load(ctx context.Context) (*Token, error) {
 	return cloneToken(m.t), nil
 }
 
-// Save stores a copy of t.
+// Save stores a copy of t; an empty Token clears the store.
 func (m *MemoryStore) Save(ctx context.Context, t *Token) error {
 	if t == nil {
 		return fmt.Errorf("bearer: memory store: cannot save a nil token")
 	}
 	m.mu.Lock()
 	m.t = cloneToken(t)
+	if cleared(t) {
+		m.t = nil
+	}
 	m.mu.Unlock()
 	return nil
 }
@@ -155,6 +161,9 @@ func (l *memoryLease) CompareAndSwap(ctx context.Context, old, new *Token) error
 		return errorf("memory store: %w", ErrConflict)
 	}
 	l.m.t = cloneToken(new)
+	if cleared(new) {
+		l.m.t = nil
+	}
 	l.m.spending = ""
 	return nil
 }

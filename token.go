@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/tokenkit/bearer/internal/issuer"
 )
 
 // Token is an OAuth 2.0 token pair: an access token that authenticates
@@ -36,6 +38,11 @@ type Token struct {
 	// The default refresh windows are fractions of the lifetime from
 	// Obtained to Expiry; a Store of your own should keep it.
 	Obtained time.Time
+
+	// issuer is the token endpoint and client the token was issued to
+	// (issuer.go); unknown for a token built by hand or stored before it
+	// was recorded.
+	issuer issuer.Record
 }
 
 // Encoding selects how a token request body is encoded.

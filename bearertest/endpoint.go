@@ -39,6 +39,7 @@ type tokenParams struct {
 	Code         string `json:"code"`
 	RedirectURI  string `json:"redirect_uri"`
 	CodeVerifier string `json:"code_verifier"`
+	Token        string `json:"token"` // of a revocation
 }
 
 func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
@@ -281,6 +282,7 @@ func paramsFromValues(v map[string][]string) tokenParams {
 		Code:         get("code"),
 		RedirectURI:  get("redirect_uri"),
 		CodeVerifier: get("code_verifier"),
+		Token:        get("token"),
 	}
 }
 

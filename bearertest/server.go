@@ -44,6 +44,11 @@ type Config struct {
 	// family's head. Zero means no grace.
 	ReuseGrace time.Duration
 
+	// Consent makes the authorization endpoint answer a GET with a small
+	// consent page, for a person at a browser; false approves every
+	// well-formed request at once, as a test wants.
+	Consent bool
+
 	// FormResponses makes the token endpoint answer
 	// application/x-www-form-urlencoded (with info as a JSON string)
 	// instead of JSON.
@@ -110,6 +115,8 @@ func NewServer(cfg Config) *Server {
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/tokens", s.serveToken)
+	mux.HandleFunc("/authorize", s.serveAuthorize)
+	mux.HandleFunc("/revoke", s.serveRevoke)
 	mux.HandleFunc("/api/", s.serveAPI)
 	hs := httptest.NewUnstartedServer(mux)
 	// Clients that hang up mid-fault make net/http log; tests want quiet.
@@ -122,6 +129,17 @@ func NewServer(cfg Config) *Server {
 
 // TokenURL returns the token endpoint, URL + "/tokens".
 func (s *Server) TokenURL() string { return s.URL + "/tokens" }
+
+// AuthURL returns the authorization endpoint, URL + "/authorize". It
+// approves a well-formed request at once (see [Config.Consent]) by
+// redirecting to its redirect_uri with a code and the state; a POST with
+// decision=deny and the same parameters denies it (error=access_denied).
+// Codes are single use and live ten minutes.
+func (s *Server) AuthURL() string { return s.URL + "/authorize" }
+
+// RevocationURL returns the revocation endpoint (RFC 7009), URL +
+// "/revoke". Revoking a refresh or access token revokes its whole family.
+func (s *Server) RevocationURL() string { return s.URL + "/revoke" }
 
 // APIURL returns the root of the protected API, URL + "/api/". Any path
 // below it answers 200 to a request carrying a live access token.
@@ -152,9 +170,12 @@ type Stats struct {
 	Refreshes         int // refresh_token grants that rotated a token
 	Exchanges         int // successful authorization_code grants
 	ClientCredentials int // successful client_credentials grants
+	Authorizations    int // authorization requests approved, each with a new code
+	Denials           int // authorization requests denied
 	ReuseAttempts     int // spent refresh tokens presented again
 	GraceReuses       int // reuses answered within ReuseGrace with the already issued pair
-	Revocations       int // families revoked, by reuse detection or RevokeFamily
+	Revocations       int // families revoked, by reuse detection, RevokeFamily or the revocation endpoint
+	RevokeRequests    int // requests to the revocation endpoint
 	InvalidGrants     int // invalid_grant answers
 	InvalidClients    int // invalid_client answers
 	InvalidRequests   int // invalid_request and unsupported_grant_type answers

@@ -31,8 +31,12 @@ import (
 func Example_otelhttp() {
 	srv := bearertest.NewServer(bearertest.Config{})
 	defer srv.Close()
-	src, _ := newSource(srv, bearer.Config{})
-	defer src.Close()
+	// A Source each: a token that replaced a rejected one is not
+	// refreshed again on a second 401 within a minute.
+	srcOut, _ := newSource(srv, bearer.Config{})
+	defer srcOut.Close()
+	srcIn, _ := newSource(srv, bearer.Config{})
+	defer srcIn.Close()
 	base := srv.Client().Transport // nil, http.DefaultTransport, in production
 
 	spans := tracetest.NewInMemoryExporter()
@@ -40,20 +44,21 @@ func Example_otelhttp() {
 	defer tp.Shutdown(context.Background())
 
 	outside := &http.Client{Transport: otelhttp.NewTransport(
-		&bearer.Transport{Source: src, Base: base},
+		&bearer.Transport{Source: srcOut, Base: base},
 		otelhttp.WithTracerProvider(tp),
 	)}
 	inside := &http.Client{Transport: &bearer.Transport{
-		Source: src,
+		Source: srcIn,
 		Base:   otelhttp.NewTransport(base, otelhttp.WithTracerProvider(tp)),
 	}}
 
 	for _, c := range []struct {
 		name   string
+		src    *bearer.Source
 		client *http.Client
-	}{{"outside", outside}, {"inside", inside}} {
+	}{{"outside", srcOut, outside}, {"inside", srcIn, inside}} {
 		// Revoke the current access token, so that the request meets a 401.
-		tok, err := src.Token(context.Background())
+		tok, err := c.src.Token(context.Background())
 		if err != nil {
 			fmt.Println(err)
 			return

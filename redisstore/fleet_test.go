@@ -481,7 +481,7 @@ func TestFleetHolderDiesAfterSending(t *testing.T) {
 	abandon(l)
 	// The dead replica's request: a Source of its own, saving nowhere shared.
 	lost := bearer.NewSource(bearer.Config{
-		TokenURL:     f.srv.TokenURL(),
+		TokenURL:     f.gate.url, // the fleet's endpoint, which the token records
 		ClientID:     bearertest.DefaultClientID,
 		ClientSecret: bearertest.DefaultClientSecret,
 		HTTPClient:   f.srv.Client(),

@@ -90,13 +90,16 @@ const (
 	replyConflict = 2
 )
 
-// saveScript writes the token and its fingerprint together, and drops the
-// refresh-in-flight record unless it names the token being saved.
+// saveScript writes the token and its fingerprint together (an empty value
+// only deletes the key), and drops the refresh-in-flight record unless it
+// names the token being saved.
 //
 // KEYS: token, refreshing. ARGV: value, fingerprint.
 var saveScript = redis.NewScript(`
 redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], 'token', ARGV[1], 'rt', ARGV[2])
+if ARGV[1] ~= '' then
+	redis.call('HSET', KEYS[1], 'token', ARGV[1], 'rt', ARGV[2])
+end
 if redis.call('GET', KEYS[2]) ~= ARGV[2] then
 	redis.call('DEL', KEYS[2])
 end
@@ -121,9 +124,10 @@ return {0, interrupted}
 
 // casScript saves a new token if the lease is still held and the stored
 // fingerprint is the old one (an empty old fingerprint means "no token
-// stored"), then clears the refresh-in-flight record. It writes nothing
-// otherwise. A store that already holds the new token counts as saved: the
-// script is run again when its reply was lost.
+// stored"), then clears the refresh-in-flight record; an empty value
+// deletes the key (a cleared store). It writes nothing otherwise. A store
+// that already holds the new token (or, clearing, none) counts as saved:
+// the script is run again when its reply was lost.
 //
 // KEYS: token, lock, refreshing. ARGV: owner, old fingerprint, value,
 // new fingerprint.
@@ -139,13 +143,15 @@ else
 	fromOld = cur == ARGV[2]
 end
 if not fromOld then
-	if cur == ARGV[4] then
+	if cur == ARGV[4] or (ARGV[3] == '' and not cur) then
 		return 0
 	end
 	return 2
 end
 redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], 'token', ARGV[3], 'rt', ARGV[4])
+if ARGV[3] ~= '' then
+	redis.call('HSET', KEYS[1], 'token', ARGV[3], 'rt', ARGV[4])
+end
 redis.call('DEL', KEYS[3])
 return 0
 `)

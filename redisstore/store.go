@@ -140,7 +140,8 @@ func (s *Store) Load(ctx context.Context) (*bearer.Token, error) {
 }
 
 // Save stores t, replacing whatever the key held, without taking the lease.
-// The token and its fingerprint are written together. A record of a refresh
+// The token and its fingerprint are written together; an empty Token
+// deletes the key. A record of a refresh
 // in flight is cleared unless it is about t's own refresh token.
 func (s *Store) Save(ctx context.Context, t *bearer.Token) error {
 	if err := s.check(); err != nil {
@@ -268,9 +269,15 @@ func (s *Store) pollWait() time.Duration {
 	return p/2 + mrand.N(p+1)
 }
 
+// encode returns what the key holds for t: its value and fingerprint,
+// both empty for the empty Token, which clears the store
+// (bearer.Source.Revoke saves one).
 func (s *Store) encode(t *bearer.Token) (val, fp string, err error) {
 	if t == nil {
 		return "", "", errors.New("bearer/redisstore: cannot save a nil token")
+	}
+	if t.AccessToken == "" && t.RefreshToken == "" {
+		return "", "", nil
 	}
 	b, err := bearer.MarshalToken(t)
 	if err != nil {

@@ -5,16 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 
 	"github.com/tokenkit/bearer"
+	"github.com/tokenkit/bearer/internal/issuer"
 )
 
 func (a *app) importToken(ctx context.Context, args []string) int {
-	fs := a.flagSet("import", "[--store FILE] < response.json")
+	fs := a.flagSet("import", "[--store FILE] [--force] [--token-url URL] [--client-id ID] < response.json")
 	store := storeFlag(fs)
 	form := fs.Bool("form", false, "the response is form-encoded (application/x-www-form-urlencoded), not JSON")
+	force := forceFlag(fs)
+	ef := addEndpointFlags(fs)
 	if code, ok := parse(fs, args); !ok {
 		return code
 	}
@@ -45,7 +46,14 @@ func (a *app) importToken(ctx context.Context, args []string) int {
 	if err != nil {
 		return a.fail(err, path)
 	}
-	return a.save(ctx, path, tok)
+	// The answer came from the endpoint and client the flags name: a
+	// refresh must go there, and nowhere else.
+	issuer.Set(tok, a.record(ef))
+	if tok.RefreshToken == "" {
+		fmt.Fprintf(a.stderr, "bearer: the answer holds no refresh token: bearer could not keep it fresh, so nothing was stored\n")
+		return exitFailure
+	}
+	return a.keep(ctx, path, tok, *force)
 }
 
 // maxResponse is how much of a token response import reads; the library
@@ -53,11 +61,12 @@ func (a *app) importToken(ctx context.Context, args []string) int {
 const maxResponse = 1 << 20
 
 func (a *app) exchange(ctx context.Context, args []string) int {
-	fs := a.flagSet("exchange", "--code C --redirect-uri U [--verifier V] [flags]")
+	fs := a.flagSet("exchange", "--code C --redirect-uri U [--verifier V] [--force] [flags]")
 	code := fs.String("code", "", "the authorization `code` the redirect brought back (required)")
 	redirectURI := fs.String("redirect-uri", "", "the redirect `URI` of the authorization request (required)")
 	verifier := fs.String("verifier", "", "the PKCE code `verifier` whose challenge went into the authorization request")
 	store := storeFlag(fs)
+	force := forceFlag(fs)
 	cf := addClientFlags(fs)
 	if status, ok := parse(fs, args); !ok {
 		return status
@@ -74,6 +83,9 @@ func (a *app) exchange(ctx context.Context, args []string) int {
 	if err != nil {
 		return a.usageError(fs, "%v", err)
 	}
+	if err := a.guard(ctx, path, *force); err != nil {
+		return a.refused(err, path)
+	}
 	cfg := a.config(cf)
 	tok, err := cfg.Exchange(ctx, *code, *redirectURI, *verifier)
 	if errors.Is(err, bearer.ErrReauthorize) {
@@ -85,21 +97,27 @@ func (a *app) exchange(ctx context.Context, args []string) int {
 	if err != nil {
 		return a.fail(err, path)
 	}
-	return a.save(ctx, path, tok)
+	return a.keep(ctx, path, tok, *force)
 }
 
-// save stores tok in the file at path, creating its folder, and says what
-// it stored.
-func (a *app) save(ctx context.Context, path string, tok *bearer.Token) int {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return a.fail(err, path)
+// keep stores tok in the file at path (see store) and says what it stored.
+func (a *app) keep(ctx context.Context, path string, tok *bearer.Token, force bool) int {
+	if err := a.store(ctx, path, tok, force); err != nil {
+		return a.refused(err, path)
 	}
-	if err := bearer.NewFileStore(path).Save(ctx, tok); err != nil {
-		return a.fail(err, path)
-	}
-	now := a.now()
 	fmt.Fprintf(a.stdout, "stored a %s token in %s\n", tok.Type(), path)
-	fmt.Fprintf(a.stdout, "access token:   %s\n", describe(true, tok.Expiry, now))
-	fmt.Fprintf(a.stdout, "refresh token:  %s\n", describe(tok.RefreshToken != "", tok.RefreshExpiry, now))
+	a.describeStored(a.stdout, "", tok)
+	if tok.RefreshToken == "" {
+		fmt.Fprintf(a.stderr, "bearer: the server sent no refresh token: once the access token expires, authorize the app again\n")
+	}
 	return exitOK
+}
+
+// refused is fail for the errors of guard and store: a live token stored
+// has been explained already.
+func (a *app) refused(err error, path string) int {
+	if errors.Is(err, errLive) {
+		return exitFailure
+	}
+	return a.fail(err, path)
 }

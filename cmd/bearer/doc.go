@@ -17,9 +17,10 @@
 //	bearer demo      [-duration 10s] [-workers 8] [-access-lifetime 2s] [-latency 0]
 //	bearer token     [--store FILE] [client flags]
 //	bearer status    [--store FILE]
-//	bearer import    [--store FILE] [--form] < response.json
-//	bearer exchange  --code C --redirect-uri U [--verifier V] [--store FILE] [client flags]
+//	bearer import    [--store FILE] [--form] [--force] [--token-url URL] [--client-id ID] < response.json
+//	bearer exchange  --code C --redirect-uri U [--verifier V] [--force] [--store FILE] [client flags]
 //	bearer request   [-X METHOD] [-H 'K: V']... [-d BODY] [--store FILE] [client flags] URL
+//	bearer logout    [--revocation-url URL] [--store FILE] [client flags]
 //
 // demo runs concurrent workers through a [bearer.Transport] for a while,
 // across several rotations and one revoked access token, and checks that no
@@ -31,14 +32,29 @@
 //
 //	curl -H "Authorization: Bearer $(bearer token)" https://api.example.com/
 //
-// status describes what the store holds (type, expiries, whether info is
-// present) without printing a secret. import reads the JSON answer of an
-// authorization_code grant (token_type, expires_in, access_token,
-// refresh_token, refresh_token_expires_in, info) from standard input and
-// stores it, with expiries counted from now (--form reads the
-// form-encoded variant). exchange performs that grant itself with an authorization code
-// and stores the result. request sends one authenticated request and copies
-// the response body to standard output.
+// status describes what the store holds (type, when it was obtained,
+// expiries, whether info is present) without printing a secret. import
+// reads the JSON answer of an authorization_code grant (token_type,
+// expires_in, access_token, refresh_token, refresh_token_expires_in, info)
+// from standard input and stores it, with expiries counted from now
+// (--form reads the form-encoded variant); an answer without a refresh
+// token is refused, since it could not be kept fresh. exchange performs
+// that grant itself with an authorization code and stores the result.
+//
+// import and exchange never replace a stored token whose refresh token is
+// still live (it may be the only way back into the grant; an import run
+// again from shell history would put a spent refresh token in its place):
+// they say what is stored, without its secrets, and exit with status 1,
+// unless --force is given. exchange checks before it spends the code.
+//
+// request sends one authenticated request and copies the response body to
+// standard output.
+//
+// logout revokes the stored refresh token at the server's revocation
+// endpoint (RFC 7009; --revocation-url or $OAUTH_REVOCATION_URL, which has
+// no default) and then clears the store. If the server cannot be reached
+// the store is left as it was (exit status 4): run it again. With nothing
+// stored it says so and exits with status 0.
 //
 // Every subcommand explains its flags with -h.
 //
@@ -49,14 +65,15 @@
 // processes sharing the file take turns to refresh. --store names it; the
 // default is $XDG_CONFIG_HOME/bearer/token.json, or
 // $HOME/.config/bearer/token.json when XDG_CONFIG_HOME is unset (on Windows,
-// %AppData%\bearer\token.json). import and exchange create its folder.
+// %AppData%\bearer\token.json). import and exchange create its folder
+// (mode 0700); before that, every command says that no token is stored.
 // The file holds the refresh token in clear: keep it private.
 //
 // # Client flags
 //
 // token, exchange and request talk to the token endpoint:
 //
-//	--token-url URL        the token endpoint (default OpenTicket's, bearer.DefaultTokenURL)
+//	--token-url URL        the token endpoint (default $OAUTH_TOKEN_URL, else OpenTicket's, bearer.DefaultTokenURL)
 //	--client-id ID         the client ID (default $OAUTH_CLIENT_ID)
 //	--client-secret SECRET the client secret (default $OAUTH_CLIENT_SECRET)
 //	--form                 send form-encoded token requests instead of JSON
@@ -66,15 +83,22 @@
 // Prefer the environment for the secret: command lines are visible to other
 // users of the machine.
 //
+// A stored token records the token endpoint and client it was issued to
+// (import records the ones its --token-url and --client-id, or the
+// environment, name). A command configured for another endpoint or client
+// refuses to refresh it, names both, sends nothing, and exits with status 2.
+//
 // # Exit status
 //
 //	0  success
 //	1  failure: the request failed or was answered with a non-2xx status,
 //	   the demo found a broken invariant, the store could not be read or
-//	   written, or another error
+//	   written, a live token is stored and --force was not given, or
+//	   another error
 //	2  usage error: unknown subcommand, bad flag or argument, or a
 //	   configuration the library refuses (such as a token sent over plain
-//	   http to a host that is not loopback)
+//	   http to a host that is not loopback, or a stored token issued to
+//	   another token endpoint or client than the one configured)
 //	3  reauthorization needed: no token is stored, or the refresh token
 //	   expired, was revoked or was already used (or, for exchange, the
 //	   authorization code was rejected); run bearer exchange or bearer

@@ -11,10 +11,12 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/tokenkit/bearer"
+	"github.com/tokenkit/bearer/internal/issuer"
 )
 
 // Exit statuses; doc.go explains them to users.
@@ -75,6 +77,7 @@ func commands() []command {
 		{"status", "describe the stored token, without its secrets", (*app).status},
 		{"import", "store a token response (JSON) read from standard input", (*app).importToken},
 		{"exchange", "get a token with an authorization code and store it", (*app).exchange},
+		{"logout", "revoke the stored grant at the server (RFC 7009) and clear the store", (*app).logout},
 		{"request", "send an authenticated request and print the response body", (*app).request},
 	}
 }
@@ -198,23 +201,51 @@ func (a *app) storePath(flagValue string) (string, error) {
 	return "", errors.New("no --store given, and neither XDG_CONFIG_HOME nor HOME is set")
 }
 
+// endpointFlags name the token endpoint and the client a token belongs to.
+type endpointFlags struct {
+	tokenURL string
+	id       string
+}
+
+func addEndpointFlags(fs *flag.FlagSet) *endpointFlags {
+	e := new(endpointFlags)
+	fs.StringVar(&e.tokenURL, "token-url", "", "token endpoint `URL` (default $OAUTH_TOKEN_URL, else "+bearer.DefaultTokenURL+")")
+	fs.StringVar(&e.id, "client-id", "", "client `ID` (default $OAUTH_CLIENT_ID)")
+	return e
+}
+
+// resolve fills in what the flags left empty from the environment.
+func (a *app) resolve(e *endpointFlags) endpointFlags {
+	return endpointFlags{
+		tokenURL: a.flagOrEnv(e.tokenURL, "OAUTH_TOKEN_URL"),
+		id:       a.flagOrEnv(e.id, "OAUTH_CLIENT_ID"),
+	}
+}
+
+// record is the issuer record of a token obtained with e: the library
+// records the token URL it uses, DefaultTokenURL for "".
+func (a *app) record(e *endpointFlags) issuer.Record {
+	r := a.resolve(e)
+	if r.tokenURL == "" {
+		r.tokenURL = bearer.DefaultTokenURL
+	}
+	return issuer.Record{TokenURL: r.tokenURL, ClientID: r.id}
+}
+
 // clientFlags are the flags of the commands that talk to the token
 // endpoint.
 type clientFlags struct {
-	tokenURL string
-	id       string
-	secret   string
-	form     bool
-	basic    bool
-	verbose  bool
+	*endpointFlags
+	secret  string
+	form    bool
+	basic   bool
+	verbose bool
 }
 
 func addClientFlags(fs *flag.FlagSet) *clientFlags {
-	c := new(clientFlags)
-	fs.StringVar(&c.tokenURL, "token-url", "", "token endpoint `URL` (default "+bearer.DefaultTokenURL+")")
+	c := &clientFlags{endpointFlags: addEndpointFlags(fs)}
 	// The defaults come from the environment after parsing, so that -h
 	// never prints the secret.
-	fs.StringVar(&c.id, "client-id", "", "client `ID` (default $OAUTH_CLIENT_ID)")
 	fs.StringVar(&c.secret, "client-secret", "", "client `secret` (default $OAUTH_CLIENT_SECRET; prefer the environment, command lines are visible to others)")
 	fs.BoolVar(&c.form, "form", false, "send token requests form-encoded (RFC 6749) instead of JSON")
 	fs.BoolVar(&c.basic, "basic", false, "send the client credentials with HTTP Basic auth instead of in the body")
@@ -223,17 +254,12 @@ func addClientFlags(fs *flag.FlagSet) *clientFlags {
 }
 
 func (a *app) config(c *clientFlags) bearer.Config {
+	e := a.resolve(c.endpointFlags)
 	cfg := bearer.Config{
-		TokenURL:     c.tokenURL,
-		ClientID:     c.id,
-		ClientSecret: c.secret,
+		TokenURL:     e.tokenURL,
+		ClientID:     e.id,
+		ClientSecret: a.flagOrEnv(c.secret, "OAUTH_CLIENT_SECRET"),
 		Now:          a.now,
-	}
-	if cfg.ClientID == "" {
-		cfg.ClientID = a.env("OAUTH_CLIENT_ID")
-	}
-	if cfg.ClientSecret == "" {
-		cfg.ClientSecret = a.env("OAUTH_CLIENT_SECRET")
 	}
 	if c.form {
 		cfg.Encoding = bearer.Form
@@ -250,7 +276,8 @@ func (a *app) config(c *clientFlags) bearer.Config {
 // Messages for the errors a user can act on.
 const (
 	msgReauthorize = "the refresh token expired or was already used: authorize the app again (bearer exchange or bearer import)"
-	msgNoToken     = "no token stored in %s: run bearer import or bearer exchange first"
+	msgNoToken     = "no token stored: run bearer login or bearer import (store: %s)"
+	msgMismatch    = "pass the --token-url and --client-id it was issued to (or set OAUTH_TOKEN_URL and OAUTH_CLIENT_ID), or run bearer login --force for this endpoint"
 	msgUnavailable = "the token endpoint is unreachable or failing: try again later (the stored token is unchanged)"
 )
 
@@ -264,18 +291,31 @@ func (a *app) fail(err error, store string) int {
 	case errors.Is(err, bearer.ErrReauthorize):
 		fmt.Fprintf(a.stderr, "bearer: %s\nbearer: detail: %v\n", msgReauthorize, err)
 		return exitReauthorize
+	case errors.Is(err, issuer.ErrMismatch):
+		// The library's message names both endpoints and clients.
+		fmt.Fprintf(a.stderr, "%s\nbearer: %s\n", prefixed(err), msgMismatch)
+		return exitUsage
 	case errors.Is(err, bearer.ErrInsecure):
-		fmt.Fprintf(a.stderr, "bearer: %v\nbearer: use https, or a loopback address for local testing\n", err)
+		fmt.Fprintf(a.stderr, "%s\nbearer: use https, or a loopback address for local testing\n", prefixed(err))
 		return exitUsage
 	case temporary(err):
-		fmt.Fprintf(a.stderr, "bearer: %v\nbearer: %s\n", err, msgUnavailable)
+		fmt.Fprintf(a.stderr, "%s\nbearer: %s\n", prefixed(err), msgUnavailable)
 		return exitUnavailable
 	case errors.Is(err, context.Canceled):
 		fmt.Fprintln(a.stderr, "bearer: interrupted")
 		return exitFailure
 	}
-	fmt.Fprintf(a.stderr, "bearer: %v\n", err)
+	fmt.Fprintln(a.stderr, prefixed(err))
 	return exitFailure
+}
+
+// prefixed is err's message with the command's "bearer: " prefix, which
+// the library's errors already carry.
+func prefixed(err error) string {
+	if msg := err.Error(); strings.HasPrefix(msg, "bearer") {
+		return msg
+	}
+	return "bearer: " + err.Error()
 }
 
 // temporary reports whether err is a token endpoint failure that may pass:

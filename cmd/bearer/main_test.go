@@ -223,6 +223,8 @@ func TestTokenReauthorize(t *testing.T) {
 	})
 }
 
+// TestNoToken is the first run: nothing stored, in a folder that exists or
+// (on a fresh machine) does not, and the default store of an empty HOME.
 func TestNoToken(t *testing.T) {
 	t.Parallel()
 	for _, args := range [][]string{
@@ -230,16 +232,30 @@ func TestNoToken(t *testing.T) {
 		{"status"},
 		{"request", "http://127.0.0.1:1/"},
 	} {
-		t.Run(args[0], func(t *testing.T) {
-			t.Parallel()
-			f := newFixture(t, bearertest.Config{})
-			r := f.run(t, "", append([]string{args[0], "--store", f.store}, args[1:]...)...)
-			wantCode(t, r, exitReauthorize)
-			want := fmt.Sprintf(msgNoToken, f.store)
-			if !strings.Contains(r.stderr, want) {
-				t.Errorf("stderr = %q, want it to say %q", r.stderr, want)
-			}
-		})
+		for _, where := range []string{"folder exists", "no folder", "default store"} {
+			t.Run(args[0]+" "+where, func(t *testing.T) {
+				t.Parallel()
+				f := newFixture(t, bearertest.Config{})
+				store := []string{"--store", f.store}
+				switch where {
+				case "no folder":
+					f.store = filepath.Join(f.dir, "fresh", "bearer", "token.json")
+					store = []string{"--store", f.store}
+				case "default store":
+					f.store = filepath.Join(f.dir, ".config", "bearer", "token.json")
+					store = nil
+				}
+				r := f.run(t, "", append(append([]string{args[0]}, store...), args[1:]...)...)
+				wantCode(t, r, exitReauthorize)
+				want := fmt.Sprintf(msgNoToken, f.store)
+				if !strings.Contains(r.stderr, want) {
+					t.Errorf("stderr = %q, want it to say %q", r.stderr, want)
+				}
+				if strings.Contains(r.stderr, "no such file") {
+					t.Errorf("stderr = %q, want no file system error", r.stderr)
+				}
+			})
+		}
 	}
 }
 
@@ -462,13 +478,16 @@ func TestExchange(t *testing.T) {
 		}
 		noSecrets(t, r, tok.AccessToken, tok.RefreshToken, verifier, code)
 
-		// The code is single-use.
-		r = f.run(t, "", f.client("exchange", "--code", code, "--redirect-uri", redirect, "--verifier", verifier)...)
+		// The code is single-use (--force gets past the live token stored).
+		r = f.run(t, "", f.client("exchange", "--force", "--code", code, "--redirect-uri", redirect, "--verifier", verifier)...)
 		wantCode(t, r, exitReauthorize)
 		if !strings.Contains(r.stderr, "the authorization code was rejected") {
 			t.Errorf("stderr = %q, want it to say the code was rejected", r.stderr)
 		}
 		noSecrets(t, r, tok.AccessToken, tok.RefreshToken, verifier, code)
+		if f.stored(t).RefreshToken != tok.RefreshToken {
+			t.Errorf("a rejected exchange changed the store")
+		}
 	})
 	t.Run("form basic without pkce", func(t *testing.T) {
 		t.Parallel()

@@ -53,15 +53,13 @@ func (a *app) status(ctx context.Context, args []string) int {
 	w := a.stdout
 	fmt.Fprintf(w, "store:          %s\n", path)
 	fmt.Fprintf(w, "token type:     %s\n", tok.Type())
-	fmt.Fprintf(w, "access token:   %s\n", describe(tok.AccessToken != "", tok.Expiry, now))
-	fmt.Fprintf(w, "refresh token:  %s\n", describe(tok.RefreshToken != "", tok.RefreshExpiry, now))
+	a.describeStored(w, "", tok)
 	fmt.Fprintf(w, "info:           %s\n", describeInfo(tok.Info))
 
-	canRefresh := tok.RefreshToken != "" && (tok.RefreshExpiry.IsZero() || now.Before(tok.RefreshExpiry))
 	switch {
 	case tok.Valid(now):
 		fmt.Fprintf(w, "state:          usable\n")
-	case canRefresh:
+	case live(tok, now):
 		fmt.Fprintf(w, "state:          the access token expired; bearer token refreshes it\n")
 	default:
 		fmt.Fprintf(w, "state:          reauthorization needed\n")

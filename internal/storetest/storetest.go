@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/tokenkit/bearer"
+	"github.com/tokenkit/bearer/internal/issuer"
 )
 
 // Run checks the store that newStore returns, empty, against the contract.
@@ -44,6 +45,42 @@ func Run(t *testing.T, newStore func(t *testing.T) bearer.Store) {
 			if got, err := s.Load(t.Context()); err != nil || got.RefreshToken != token(i).RefreshToken {
 				t.Fatalf("Load() after save %d = %v, %v; want that token", i, got, err)
 			}
+		}
+	})
+	t.Run("an empty token clears", func(t *testing.T) {
+		s := newStore(t)
+		for _, tok := range []*bearer.Token{token(1), {}} {
+			if err := s.Save(t.Context(), tok); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got, err := s.Load(t.Context()); !errors.Is(err, bearer.ErrNoToken) {
+			t.Errorf("Load() after saving an empty token = %v, %v; want ErrNoToken", got, err)
+		}
+		if err := s.Save(t.Context(), token(2)); err != nil {
+			t.Fatal(err)
+		}
+		l, ok := s.(bearer.Locker)
+		if !ok {
+			return
+		}
+		lease, err := l.Lock(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer lease.Unlock(t.Context())
+		if err := lease.CompareAndSwap(t.Context(), token(2), &bearer.Token{}); err != nil {
+			t.Fatalf("CompareAndSwap(token, empty) = %v", err)
+		}
+		if got, err := lease.Load(t.Context()); !errors.Is(err, bearer.ErrNoToken) {
+			t.Errorf("Load() after swapping in an empty token = %v, %v; want ErrNoToken", got, err)
+		}
+		// A cleared store is an empty one: a swap from nothing lands.
+		if err := lease.CompareAndSwap(t.Context(), nil, token(3)); err != nil {
+			t.Errorf("CompareAndSwap(nil, token) on a cleared store = %v", err)
+		}
+		if got, err := lease.Load(t.Context()); err != nil || !equal(got, token(3)) {
+			t.Errorf("Load() = %v, %v; want the token swapped in", got, err)
 		}
 	})
 	t.Run("locker", func(t *testing.T) {
@@ -134,7 +171,7 @@ func testLocker(t *testing.T, s bearer.Store, l bearer.Locker) {
 var epoch = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 
 func token(i int) *bearer.Token {
-	return &bearer.Token{
+	t := &bearer.Token{
 		AccessToken:   fmt.Sprintf("at-%d", i),
 		TokenType:     "Bearer",
 		RefreshToken:  fmt.Sprintf("rt-%d", i),
@@ -143,6 +180,8 @@ func token(i int) *bearer.Token {
 		Obtained:      epoch,
 		Info:          json.RawMessage(`{"i": 1}`),
 	}
+	issuer.Set(t, issuer.Record{TokenURL: "https://auth.example.test/tokens", ClientID: "client-1"})
+	return t
 }
 
 func counter(n int) *bearer.Token {
@@ -160,5 +199,5 @@ func count(t *bearer.Token) int {
 func equal(a, b *bearer.Token) bool {
 	return a.AccessToken == b.AccessToken && a.TokenType == b.TokenType && a.RefreshToken == b.RefreshToken &&
 		a.Expiry.Equal(b.Expiry) && a.RefreshExpiry.Equal(b.RefreshExpiry) && a.Obtained.Equal(b.Obtained) &&
-		string(a.Info) == string(b.Info)
+		string(a.Info) == string(b.Info) && issuer.Of(a) == issuer.Of(b)
 }
