@@ -52,7 +52,7 @@ func (c *Config) AuthCodeURL(state, redirectURI, verifier string) (string, error
 		q.Set("scope", strings.Join(c.Scopes, " "))
 	}
 	q.Set("state", state)
-	q.Set("code_challenge", S256Challenge(verifier))
+	q.Set("code_challenge", s256Challenge(verifier))
 	q.Set("code_challenge_method", "S256")
 	u.RawQuery = q.Encode()
 	return u.String(), nil
@@ -115,9 +115,9 @@ func GenerateVerifier() string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-// S256Challenge returns the PKCE S256 code challenge of verifier, to send
+// s256Challenge returns the PKCE S256 code challenge of verifier, to send
 // as code_challenge with code_challenge_method=S256.
-func S256Challenge(verifier string) string {
+func s256Challenge(verifier string) string {
 	sum := sha256.Sum256([]byte(verifier))
 	return base64.RawURLEncoding.EncodeToString(sum[:])
 }

@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/tokenkit/bearer/internal/tokenjson"
+
 	"github.com/tokenkit/bearer/internal/issuer"
 )
 
@@ -87,19 +89,23 @@ type storedToken struct {
 	Info *string `json:"info,omitempty"`
 }
 
-// MarshalToken returns the JSON form in which [FileStore] and redisstore
-// keep t. It holds the secrets in clear: seal it with a [Codec] to keep
-// them from anyone who can read the storage.
-func MarshalToken(t *Token) ([]byte, error) {
+func init() {
+	tokenjson.Marshal = func(t any) ([]byte, error) { return marshalToken(t.(*Token)) }
+	tokenjson.Unmarshal = func(b []byte) (any, error) { return unmarshalToken(b) }
+}
+
+// marshalToken returns the JSON form in which the stores keep t
+// (internal/tokenjson gives it to redisstore).
+func marshalToken(t *Token) ([]byte, error) {
 	if t == nil {
 		return nil, fmt.Errorf("bearer: cannot encode a nil token")
 	}
 	return json.Marshal(toStored(t))
 }
 
-// UnmarshalToken parses what [MarshalToken] produced. It rejects anything
+// unmarshalToken parses what marshalToken produced. It rejects anything
 // else with an error that quotes none of the input.
-func UnmarshalToken(b []byte) (*Token, error) {
+func unmarshalToken(b []byte) (*Token, error) {
 	var s storedToken
 	if err := json.Unmarshal(b, &s); err != nil {
 		return nil, fmt.Errorf("bearer: stored token is not valid JSON")

@@ -217,11 +217,11 @@ func TestMarshalTokenRoundTrip(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			b, err := MarshalToken(tt.tok)
+			b, err := marshalToken(tt.tok)
 			if err != nil {
 				t.Fatalf("MarshalToken: %v", err)
 			}
-			got, err := UnmarshalToken(b)
+			got, err := unmarshalToken(b)
 			if err != nil {
 				t.Fatalf("UnmarshalToken: %v", err)
 			}
@@ -231,8 +231,8 @@ func TestMarshalTokenRoundTrip(t *testing.T) {
 }
 
 func TestMarshalTokenNil(t *testing.T) {
-	if b, err := MarshalToken(nil); err == nil {
-		t.Errorf("MarshalToken(nil) = %q, nil; want an error", b)
+	if b, err := marshalToken(nil); err == nil {
+		t.Errorf("marshalToken(nil) = %q, nil; want an error", b)
 	}
 }
 
@@ -254,7 +254,7 @@ func TestUnmarshalTokenRejects(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := UnmarshalToken([]byte(tt.data))
+			got, err := unmarshalToken([]byte(tt.data))
 			if err == nil {
 				t.Fatalf("UnmarshalToken = %v, want an error", got)
 			}

@@ -299,7 +299,7 @@ func TestExchangeBearertest(t *testing.T) {
 				AuthStyle:    tt.style,
 			}
 			verifier := GenerateVerifier()
-			code := srv.AuthorizeCode(redirect, S256Challenge(verifier))
+			code := srv.AuthorizeCode(redirect, s256Challenge(verifier))
 			tok, err := cfg.Exchange(t.Context(), code, redirect, verifier)
 			if err != nil {
 				t.Fatalf("Exchange: %v", err)
@@ -360,7 +360,7 @@ func TestExchangeBearertestRejected(t *testing.T) {
 				HTTPClient:   srv.Client(),
 			}
 			verifier := GenerateVerifier()
-			code := srv.AuthorizeCode(redirect, S256Challenge(verifier))
+			code := srv.AuthorizeCode(redirect, s256Challenge(verifier))
 			tok, err := cfg.Exchange(t.Context(), code, tt.redirect, tt.verifier(verifier))
 			if err == nil {
 				t.Fatalf("Exchange = %v, want an error", tok)
@@ -380,8 +380,8 @@ func TestPKCE(t *testing.T) {
 	// RFC 7636 appendix B.
 	const verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"
 	const challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
-	if got := S256Challenge(verifier); got != challenge {
-		t.Errorf("S256Challenge(%q) = %q, want %q", verifier, got, challenge)
+	if got := s256Challenge(verifier); got != challenge {
+		t.Errorf("s256Challenge(%q) = %q, want %q", verifier, got, challenge)
 	}
 	a, b := GenerateVerifier(), GenerateVerifier()
 	if a == b {

@@ -40,8 +40,8 @@ var (
 	// opted in.
 	ErrInsecure = errors.New("bearer: refusing to send a token over plain http")
 
-	// ErrNoSource is returned by a Transport whose Source is nil.
-	ErrNoSource = errors.New("bearer: Transport.Source is nil")
+	// errNoSource is returned by a Transport whose Source is nil.
+	errNoSource = errors.New("bearer: Transport.Source is nil")
 )
 
 // errorf is fmt.Errorf for this package's errors: the text says "bearer:"

@@ -146,31 +146,6 @@ func ExampleConfig_AuthCodeURL() {
 	// Output: has refresh token: true
 }
 
-// Exchange obtains the first token with the authorization_code grant and
-// PKCE; save it where the Source will look.
-func ExampleConfig_Exchange() {
-	srv := bearertest.NewServer(bearertest.Config{})
-	defer srv.Close()
-	cfg := bearer.Config{
-		TokenURL:     srv.TokenURL(),
-		ClientID:     bearertest.DefaultClientID,
-		ClientSecret: bearertest.DefaultClientSecret,
-	}
-	verifier := bearer.GenerateVerifier()
-	// The user authorizes the app in a browser; the redirect brings a code.
-	code := srv.AuthorizeCode("https://app.example/callback", bearer.S256Challenge(verifier))
-
-	tok, err := cfg.Exchange(context.Background(), code, "https://app.example/callback", verifier)
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
-	store := bearer.NewMemoryStore(nil)
-	store.Save(context.Background(), tok)
-	fmt.Println("type:", tok.TokenType, "has refresh token:", tok.RefreshToken != "")
-	// Output: type: Bearer has refresh token: true
-}
-
 // Machine-to-machine tokens come from the client_credentials grant; the
 // Source fetches a new one when the old one expires.
 func ExampleConfig_clientCredentials() {

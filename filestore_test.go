@@ -97,11 +97,11 @@ func TestFileStoreInfoVerbatim(t *testing.T) {
 			return fs.Load(t.Context())
 		}},
 		{"MarshalToken", func(t *testing.T, tok *Token) (*Token, error) {
-			b, err := MarshalToken(tok)
+			b, err := marshalToken(tok)
 			if err != nil {
 				return nil, err
 			}
-			return UnmarshalToken(b)
+			return unmarshalToken(b)
 		}},
 	}
 	for _, tt := range tests {

@@ -356,7 +356,7 @@ func FuzzUnmarshalToken(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		tok, err := UnmarshalToken(data)
+		tok, err := unmarshalToken(data)
 		if err != nil {
 			if tok != nil {
 				t.Errorf("UnmarshalToken = %v, %v; want no token with an error", tok, err)
@@ -374,16 +374,16 @@ func FuzzUnmarshalToken(f *testing.F) {
 				t.Errorf("UnmarshalToken = a token holding %q, not header-safe", s)
 			}
 		}
-		b, err := MarshalToken(tok)
+		b, err := marshalToken(tok)
 		if err != nil {
 			t.Fatalf("MarshalToken of an unmarshalled token: %v", err)
 		}
-		again, err := UnmarshalToken(b)
+		again, err := unmarshalToken(b)
 		if err != nil {
-			t.Fatalf("UnmarshalToken(MarshalToken(tok)): %v", err)
+			t.Fatalf("unmarshalToken(marshalToken(tok)): %v", err)
 		}
-		fzSameToken(t, "UnmarshalToken(MarshalToken(tok))", again, tok)
-		if b2, err := MarshalToken(again); err != nil || !bytes.Equal(b2, b) {
+		fzSameToken(t, "unmarshalToken(marshalToken(tok))", again, tok)
+		if b2, err := marshalToken(again); err != nil || !bytes.Equal(b2, b) {
 			t.Errorf("MarshalToken after a round trip = %q, %v; want %q", b2, err, b)
 		}
 	})

@@ -9,7 +9,7 @@ import (
 // A Token records the token endpoint and client it was issued to, so that a
 // Source configured for another never sends it there: a forgotten TokenURL
 // would otherwise send the refresh token and the client secret to
-// DefaultTokenURL. The record is kept at rest (MarshalToken) and unexported;
+// DefaultTokenURL. The record is kept at rest (marshalToken) and unexported;
 // internal/issuer reads it for the bearer command.
 
 func init() {

@@ -52,11 +52,11 @@ func TestIssuerRecorded(t *testing.T) {
 	}
 
 	// Kept at rest, by MarshalToken and by FileStore.
-	b, err := MarshalToken(tok)
+	b, err := marshalToken(tok)
 	if err != nil {
 		t.Fatal(err)
 	}
-	back, err := UnmarshalToken(b)
+	back, err := unmarshalToken(b)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -439,9 +439,9 @@ func TestSecretsStoreErrors(t *testing.T) {
 	})
 	t.Run("UnmarshalToken", func(t *testing.T) {
 		for _, data := range []string{secAT, `{"access_token":"` + secAT + `"`, `{"access_token":["` + secAT + `"]}`, `{"expiry":"` + secRT + `","access_token":"x"}`} {
-			_, err := UnmarshalToken([]byte(data))
+			_, err := unmarshalToken([]byte(data))
 			if err == nil {
-				t.Fatalf("UnmarshalToken(%q) = nil error, want one", data)
+				t.Fatalf("unmarshalToken(%q) = nil error, want one", data)
 			}
 			secErrCheck(t, err)
 		}

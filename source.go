@@ -301,17 +301,12 @@ func (s *Source) Close() error {
 	return err
 }
 
-// String describes s by its configuration, redacted; it shows no token.
-func (s *Source) String() string {
-	return fmt.Sprintf("bearer.Source{Config:%v Store:%T}", s.cfg, s.store)
+// Format prints s by its configuration, redacted, with every fmt verb
+// (slog's text handler too): the fields of a Source hold tokens and the
+// client secret.
+func (s *Source) Format(f fmt.State, verb rune) {
+	fmt.Fprintf(f, "bearer.Source{Config:%v Store:%T}", s.cfg, s.store)
 }
-
-// Format makes every fmt verb print String: the fields of a Source hold
-// tokens and the client secret.
-func (s *Source) Format(f fmt.State, verb rune) { f.Write([]byte(s.String())) }
-
-// LogValue makes slog print s as String does.
-func (s *Source) LogValue() slog.Value { return slog.StringValue(s.String()) }
 
 // Stats returns a snapshot of the Source's counters.
 func (s *Source) Stats() Stats {

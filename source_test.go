@@ -630,11 +630,11 @@ func TestLeewayIsAFractionOfTheWholeLifetime(t *testing.T) {
 	obtained := clock.Now()
 	tok := &Token{AccessToken: "a", RefreshToken: "r", Expiry: obtained.Add(100 * time.Second), Obtained: obtained}
 	// Through the store, as a restarted process would see it.
-	b, err := MarshalToken(tok)
+	b, err := marshalToken(tok)
 	if err != nil {
 		t.Fatal(err)
 	}
-	loaded, err := UnmarshalToken(b)
+	loaded, err := unmarshalToken(b)
 	if err != nil {
 		t.Fatal(err)
 	}

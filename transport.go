@@ -57,7 +57,7 @@ import (
 // go away by asking again.
 //
 // The zero Transport has no Source and fails every request with
-// [ErrNoSource]. A Transport is safe for concurrent use by multiple
+// an error. A Transport is safe for concurrent use by multiple
 // goroutines; its fields must not be changed after its first use, and it
 // must not be copied after its first use.
 type Transport struct {
@@ -109,7 +109,7 @@ const maxDiscard = 4 << 10
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if t.Source == nil {
 		closeRequestBody(req)
-		return nil, ErrNoSource
+		return nil, errNoSource
 	}
 	if req.URL == nil {
 		closeRequestBody(req)

@@ -139,8 +139,8 @@ func TestTransportZeroValue(t *testing.T) {
 	req := httptest.NewRequest(http.MethodPost, "https://api.test/", body)
 	req.RequestURI = ""
 	resp, err := (&Transport{}).RoundTrip(req)
-	if !errors.Is(err, ErrNoSource) {
-		t.Errorf("RoundTrip() error = %v, want %v", err, ErrNoSource)
+	if !errors.Is(err, errNoSource) {
+		t.Errorf("RoundTrip() error = %v, want %v", err, errNoSource)
 	}
 	if resp != nil {
 		t.Errorf("RoundTrip() response = %v, want nil", resp)
@@ -682,7 +682,7 @@ func TestTransportClosesBody(t *testing.T) {
 		{name: "success", url: "https://api.test/", src: func() TokenSource { return newRotatingSource() }, status: 200, replay: true, wantTries: 1},
 		{name: "retry", url: "https://api.test/", src: func() TokenSource { return newRotatingSource() }, status: 401, replay: true, wantTries: 2},
 		{name: "401 not replayable", url: "https://api.test/", src: func() TokenSource { return newRotatingSource() }, status: 401, wantTries: 1},
-		{name: "nil source", url: "https://api.test/", src: func() TokenSource { return nil }, status: 200, replay: true, wantErr: ErrNoSource},
+		{name: "nil source", url: "https://api.test/", src: func() TokenSource { return nil }, status: 200, replay: true, wantErr: errNoSource},
 		{name: "source error", url: "https://api.test/", src: func() TokenSource {
 			s := newRotatingSource()
 			s.tokenErr = ErrReauthorize

@@ -83,7 +83,7 @@
 // For a key K, the Store uses three Redis keys, which on Redis Cluster must
 // share a slot (use a hash tag, as in "{billing}:oauth"):
 //
-//   - K, a hash: field "token" holds [bearer.MarshalToken]'s JSON, sealed by
+//   - K, a hash: field "token" holds the token's JSON, sealed by
 //     [Store.Codec] if set; field "rt" holds the fingerprint of its refresh
 //     token, a hex SHA-256 that the scripts compare without reading the
 //     (possibly sealed) token.

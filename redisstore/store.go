@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/tokenkit/bearer/internal/tokenjson"
+
 	"github.com/redis/go-redis/v9"
 	"github.com/tokenkit/bearer"
 )
@@ -58,7 +60,7 @@ type Store struct {
 
 	// Codec seals the token before it is written and opens it after it is
 	// read, for example [bearer.NewAESGCM]. If nil, the token is stored as
-	// plain JSON ([bearer.MarshalToken]).
+	// plain JSON.
 	Codec bearer.Codec
 
 	rdb redis.UniversalClient
@@ -232,7 +234,7 @@ func (p *pauser) stop() {
 
 // Hash fields of the token key.
 const (
-	fieldToken = "token" // MarshalToken's JSON, sealed by the Codec if any
+	fieldToken = "token" // the token's JSON (internal/tokenjson), sealed by the Codec if any
 	fieldRT    = "rt"    // fingerprint of the refresh token
 )
 
@@ -279,7 +281,7 @@ func (s *Store) encode(t *bearer.Token) (val, fp string, err error) {
 	if t.AccessToken == "" && t.RefreshToken == "" {
 		return "", "", nil
 	}
-	b, err := bearer.MarshalToken(t)
+	b, err := tokenjson.Marshal(t)
 	if err != nil {
 		return "", "", fmt.Errorf("bearer/redisstore: encoding the token: %w", err)
 	}
@@ -298,10 +300,11 @@ func (s *Store) decode(b []byte) (*bearer.Token, error) {
 			return nil, fmt.Errorf("bearer/redisstore: key %q: opening the token: %w", s.key, err)
 		}
 	}
-	t, err := bearer.UnmarshalToken(b)
+	v, err := tokenjson.Unmarshal(b)
 	if err != nil {
 		return nil, fmt.Errorf("bearer/redisstore: key %q: %w", s.key, err)
 	}
+	t := v.(*bearer.Token)
 	return t, nil
 }
 

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokenkit/bearer/internal/tokenjson"
+
 	"github.com/redis/go-redis/v9"
 	"github.com/tokenkit/bearer"
 )
@@ -119,7 +121,7 @@ func TestLoadNoToken(t *testing.T) {
 // TestLoadCorrupt checks that a value the Store cannot read is an error,
 // never an empty store, and that the error quotes none of the value.
 func TestLoadCorrupt(t *testing.T) {
-	plain, _ := bearer.MarshalToken(testToken())
+	plain, _ := tokenjson.Marshal(testToken())
 	goodFP := fingerprint(testToken())
 	tests := []struct {
 		name    string

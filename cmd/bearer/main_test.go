@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -464,7 +466,7 @@ func TestExchange(t *testing.T) {
 		t.Parallel()
 		f := newFixture(t, bearertest.Config{})
 		verifier := bearer.GenerateVerifier()
-		code := f.srv.AuthorizeCode(redirect, bearer.S256Challenge(verifier))
+		code := f.srv.AuthorizeCode(redirect, s256(verifier))
 		// The store's folder does not exist yet: exchange creates it.
 		f.store = filepath.Join(f.dir, "new", "token.json")
 		r := f.run(t, "", f.client("exchange", "--code", code, "--redirect-uri", redirect, "--verifier", verifier)...)
@@ -502,7 +504,7 @@ func TestExchange(t *testing.T) {
 	t.Run("wrong verifier", func(t *testing.T) {
 		t.Parallel()
 		f := newFixture(t, bearertest.Config{})
-		code := f.srv.AuthorizeCode(redirect, bearer.S256Challenge(bearer.GenerateVerifier()))
+		code := f.srv.AuthorizeCode(redirect, s256(bearer.GenerateVerifier()))
 		r := f.run(t, "", f.client("exchange", "--code", code, "--redirect-uri", redirect, "--verifier", bearer.GenerateVerifier())...)
 		wantCode(t, r, exitReauthorize)
 		if _, err := os.Stat(f.store); !errors.Is(err, os.ErrNotExist) {
@@ -717,4 +719,11 @@ func TestDemoInterrupted(t *testing.T) {
 	if !strings.Contains(out.String(), "result:") {
 		t.Errorf("an interrupted demo printed no summary:\n%s", out.String())
 	}
+}
+
+// s256 is the PKCE S256 challenge of verifier, as the authorization
+// request carries it (RFC 7636 section 4.2).
+func s256(verifier string) string {
+	sum := sha256.Sum256([]byte(verifier))
+	return base64.RawURLEncoding.EncodeToString(sum[:])
 }
