@@ -1,6 +1,7 @@
 package bearer
 
 import (
+	"bytes"
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/rand"
@@ -84,11 +85,51 @@ type storedToken struct {
 // MarshalToken returns the JSON form in which [FileStore] and redisstore
 // keep t. It holds the secrets in clear: seal it with a [Codec] to keep
 // them from anyone who can read the storage.
+//
+// It refuses, with an error wrapping [ErrUnstorable], a token that
+// [UnmarshalToken] would refuse or read back changed: what it returns,
+// UnmarshalToken reads.
 func MarshalToken(t *Token) ([]byte, error) {
 	if t == nil {
 		return nil, fmt.Errorf("bearer: cannot encode a nil token")
 	}
-	return json.Marshal(toStored(t))
+	s := toStored(t)
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false) // "<" stays one byte, not six
+	if err := enc.Encode(s); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrUnstorable, err)
+	}
+	b := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
+	var back storedToken
+	if err := json.Unmarshal(b, &back); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrUnstorable, err)
+	}
+	if err := readsBack(s, back); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// readsBack reports, wrapping ErrUnstorable, why back, read from what was
+// written for s, is not a token that reads as s: nil if it is.
+func readsBack(s, back storedToken) error {
+	if _, err := back.token(); err != nil {
+		return fmt.Errorf("%w: %w", ErrUnstorable, err)
+	}
+	if !s.equal(back) {
+		// JSON carries only UTF-8, and times to the second of their
+		// zone's offset.
+		return fmt.Errorf("%w: it would read back changed (text that is not UTF-8, or a time that JSON cannot hold)", ErrUnstorable)
+	}
+	return nil
+}
+
+func (s storedToken) equal(o storedToken) bool {
+	sameTime := func(a, b *time.Time) bool { return (a == nil) == (b == nil) && (a == nil || a.Equal(*b)) }
+	return s.AccessToken == o.AccessToken && s.TokenType == o.TokenType && s.RefreshToken == o.RefreshToken &&
+		sameTime(s.Expiry, o.Expiry) && sameTime(s.RefreshExpiry, o.RefreshExpiry) && sameTime(s.Obtained, o.Obtained) &&
+		(s.Info == nil) == (o.Info == nil) && (s.Info == nil || *s.Info == *o.Info)
 }
 
 // UnmarshalToken parses what [MarshalToken] produced. It rejects anything

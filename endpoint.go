@@ -334,10 +334,6 @@ func salvage(body []byte, now time.Time) (string, time.Time) {
 	return rt, at
 }
 
-func clean(s string, secrets []string, max int) string {
-	return excerpt([]byte(s), secrets, max)
-}
-
 // retryAfter parses a Retry-After value: seconds or an HTTP date.
 func retryAfter(v string, now time.Time) time.Duration {
 	if v == "" {
