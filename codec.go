@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 )
 
@@ -36,10 +37,17 @@ func NewAESGCM(key []byte) (Codec, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bearer: AES-GCM: %w", err)
 	}
-	return gcmCodec{aead}, nil
+	// A pointer: fmt, meeting the Codec where it calls no method (in an
+	// unexported field), opens one pointer but not two, and the AEAD
+	// holds the expanded key.
+	return &gcmCodec{aead}, nil
 }
 
 type gcmCodec struct{ aead cipher.AEAD }
+
+// Format prints the Codec without its key, for every verb: fmt would
+// follow the cipher to the expanded key.
+func (c gcmCodec) Format(f fmt.State, verb rune) { io.WriteString(f, "bearer.AESGCM{key:[redacted]}") }
 
 // codecMagic marks sealed data so a plain file is told apart from a sealed one.
 const codecMagic = "bearer-aesgcm-v1:"

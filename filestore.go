@@ -8,8 +8,10 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 )
 
@@ -48,6 +50,25 @@ func NewFileStore(path string) *FileStore {
 
 // Path returns the file's path.
 func (f *FileStore) Path() string { return f.path }
+
+// String describes f by its path and whether it has a Codec; it reads
+// nothing.
+func (f FileStore) String() string {
+	codec := "none"
+	if f.Codec != nil {
+		codec = "set"
+	}
+	return "bearer.FileStore{Path:" + strconv.Quote(f.path) + " Codec:" + codec + "}"
+}
+
+// GoString is String.
+func (f FileStore) GoString() string { return f.String() }
+
+// Format makes every fmt verb print String: a Codec holds a key.
+func (f FileStore) Format(s fmt.State, verb rune) { io.WriteString(s, f.String()) }
+
+// LogValue makes slog print f as String does.
+func (f FileStore) LogValue() slog.Value { return slog.StringValue(f.String()) }
 
 // fileRecord is the file's content.
 type fileRecord struct {
