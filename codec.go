@@ -1,12 +1,14 @@
 package bearer
 
 import (
+	"bytes"
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/tokenkit/bearer/internal/tokenjson"
@@ -39,10 +41,17 @@ func NewAESGCM(key []byte) (Codec, error) {
 	if err != nil {
 		return nil, errorf("AES-GCM: %w", err)
 	}
-	return gcmCodec{aead}, nil
+	// A pointer: fmt, meeting the Codec where it calls no method (in an
+	// unexported field), opens one pointer but not two, and the AEAD
+	// holds the expanded key.
+	return &gcmCodec{aead}, nil
 }
 
 type gcmCodec struct{ aead cipher.AEAD }
+
+// Format prints the Codec without its key, for every verb: fmt would
+// follow the cipher to the expanded key.
+func (c gcmCodec) Format(f fmt.State, verb rune) { io.WriteString(f, "bearer.AESGCM{key:[redacted]}") }
 
 // codecMagic marks sealed data so a plain file is told apart from a sealed one.
 const codecMagic = "bearer-aesgcm-v1:"
@@ -95,12 +104,53 @@ func init() {
 }
 
 // marshalToken returns the JSON form in which the stores keep t
-// (internal/tokenjson gives it to redisstore).
+// (internal/tokenjson gives it to redisstore). It holds the secrets in
+// clear: the stores seal it with their [Codec].
+//
+// It refuses, with an error wrapping [ErrUnstorable], a token that
+// unmarshalToken would refuse or read back changed: what it returns,
+// unmarshalToken reads.
 func marshalToken(t *Token) ([]byte, error) {
 	if t == nil {
 		return nil, fmt.Errorf("bearer: cannot encode a nil token")
 	}
-	return json.Marshal(toStored(t))
+	s := toStored(t)
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false) // "<" stays one byte, not six
+	if err := enc.Encode(s); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrUnstorable, err)
+	}
+	b := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
+	var back storedToken
+	if err := json.Unmarshal(b, &back); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrUnstorable, err)
+	}
+	if err := readsBack(s, back); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// readsBack reports, wrapping ErrUnstorable, why back, read from what was
+// written for s, is not a token that reads as s: nil if it is.
+func readsBack(s, back storedToken) error {
+	if _, err := back.token(); err != nil {
+		return fmt.Errorf("%w: %w", ErrUnstorable, err)
+	}
+	if !s.equal(back) {
+		// JSON carries only UTF-8, and times to the second of their
+		// zone's offset.
+		return fmt.Errorf("%w: it would read back changed (text that is not UTF-8, or a time that JSON cannot hold)", ErrUnstorable)
+	}
+	return nil
+}
+
+func (s storedToken) equal(o storedToken) bool {
+	sameTime := func(a, b *time.Time) bool { return (a == nil) == (b == nil) && (a == nil || a.Equal(*b)) }
+	return s.AccessToken == o.AccessToken && s.TokenType == o.TokenType && s.RefreshToken == o.RefreshToken &&
+		sameTime(s.Expiry, o.Expiry) && sameTime(s.RefreshExpiry, o.RefreshExpiry) && sameTime(s.Obtained, o.Obtained) &&
+		(s.Info == nil) == (o.Info == nil) && (s.Info == nil || *s.Info == *o.Info)
 }
 
 // unmarshalToken parses what marshalToken produced. It rejects anything

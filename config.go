@@ -10,7 +10,8 @@ import (
 
 // Config describes an OAuth 2.0 client and how its tokens are refreshed.
 // The zero value talks to OpenTicket with every default. A Config prints
-// itself with the client secret redacted.
+// itself with the client secret redacted, where a [Token] does (see its
+// doc for where that stops).
 type Config struct {
 	// TokenURL is the token endpoint; "" means [DefaultTokenURL]
 	// (OpenTicket). It must be https unless the host is loopback or

@@ -323,10 +323,6 @@ func failed(resp *http.Response, data []byte, wire *wireToken, secrets []string,
 	return nil
 }
 
-func clean(s string, secrets []string, max int) string {
-	return excerpt([]byte(s), secrets, max)
-}
-
 // retryAfter parses a Retry-After value: seconds or an HTTP date.
 func retryAfter(v string, now time.Time) time.Duration {
 	if v == "" {

@@ -1,15 +1,11 @@
 package bearer
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
-	"net/url"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
 )
 
 var (
@@ -34,6 +30,13 @@ var (
 	// ErrLockLost is reported, wrapped, when a store lock (such as a Redis
 	// lease) lapsed before the work under it was saved.
 	ErrLockLost = errors.New("bearer: the store lock was lost")
+
+	// ErrUnstorable is reported, wrapped, by a Save that refuses a token
+	// its store would not read back: a token Load would refuse (a control
+	// character in it, an Info that is not JSON, a file over the size Load
+	// reads) or would read changed (text that is not UTF-8). Nothing is
+	// written; the store keeps what it held.
+	ErrUnstorable = errors.New("bearer: the token cannot be stored")
 
 	// ErrInsecure is reported, wrapped, when a token would be sent over
 	// plain http to a host that is not loopback and the user has not
@@ -68,8 +71,11 @@ func (e *chainError) Unwrap() error { return e.err }
 // status, or an answer that is not a usable token.
 //
 // Is reports ErrReauthorize for the "invalid_grant" error code. The fields
-// never hold a secret: the body excerpt has the credentials that were sent
-// removed, and is empty for successful answers, which carry tokens.
+// never hold a secret: the body excerpt and the OAuth fields withhold every
+// credential the request carried, as a server may echo it (verbatim,
+// HTML-escaped, percent-encoded, JSON-escaped, with '+' for a space, mixed
+// or nested), and any run of 8 of its characters; the body excerpt is
+// empty for successful answers, which carry tokens.
 type RetrieveError struct {
 	// StatusCode is the HTTP status, 0 when no answer arrived.
 	StatusCode int
@@ -154,73 +160,3 @@ func (e *RetrieveError) temporary() bool {
 	}
 	return e.StatusCode == 0 || e.StatusCode == 429 || e.StatusCode >= 500
 }
-
-// excerpt returns at most max printable characters of body with every
-// secret removed: servers echo requests in error pages, raw, url-encoded,
-// JSON-escaped or with invisible characters inside. What is left is
-// checked once more with only letters and digits compared; a body that
-// still holds a secret that way is withheld whole.
-func excerpt(body []byte, secrets []string, max int) string {
-	s := printable(string(body))
-	for _, sec := range secretForms(secrets) {
-		s = strings.ReplaceAll(s, sec, redacted)
-	}
-	skeleton := alnum(s)
-	for _, sec := range secrets {
-		if k := alnum(sec); len(k) >= 6 && strings.Contains(skeleton, k) {
-			return "[withheld: the answer echoes a credential]"
-		}
-	}
-	if len(s) > max {
-		// Cut on a rune boundary.
-		i := max
-		for i > 0 && !utf8RuneStart(s[i]) {
-			i--
-		}
-		s = s[:i] + "…"
-	}
-	return s
-}
-
-// printable folds white space and drops what cannot be printed.
-func printable(s string) string {
-	s = strings.Map(func(r rune) rune {
-		if unicode.IsSpace(r) {
-			return ' '
-		}
-		if !unicode.IsPrint(r) {
-			return -1
-		}
-		return r
-	}, s)
-	return strings.Join(strings.Fields(s), " ")
-}
-
-// secretForms lists each secret as a server might echo it, longest first
-// so that a longer form is replaced before a shorter one inside it.
-func secretForms(secrets []string) []string {
-	var forms []string
-	for _, sec := range secrets {
-		if len(sec) < 4 {
-			continue
-		}
-		j, _ := json.Marshal(sec)
-		for _, f := range []string{sec, url.QueryEscape(sec), url.PathEscape(sec), string(j[1 : len(j)-1])} {
-			forms = append(forms, printable(f))
-		}
-	}
-	sort.Slice(forms, func(i, k int) bool { return len(forms[i]) > len(forms[k]) })
-	return forms
-}
-
-// alnum keeps only letters and digits.
-func alnum(s string) string {
-	return strings.Map(func(r rune) rune {
-		if unicode.IsLetter(r) || unicode.IsDigit(r) {
-			return r
-		}
-		return -1
-	}, s)
-}
-
-func utf8RuneStart(b byte) bool { return b&0xC0 != 0x80 }

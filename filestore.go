@@ -27,8 +27,12 @@ import (
 // A missing file, or a missing folder, is [ErrNoToken] (from Load and from
 // Lock, which does not create the folder); Save creates the folder, with
 // mode 0700. A corrupt or unreadable file is a clear error, never read as
-// empty, and a Source never overwrites it. FileStore is safe for
-// concurrent use; set its fields before first use.
+// empty, and a Source never overwrites it. What Save writes, Load reads:
+// Load reads files up to 4 MiB, which holds any token a token endpoint can
+// send, and Save refuses, before the old file is replaced, a token that
+// Load would refuse or read back changed (an error wrapping
+// [ErrUnstorable]). FileStore is safe for concurrent use; set its fields
+// before first use.
 type FileStore struct {
 	// Codec seals the file at rest, such as [NewAESGCM]; nil means plain
 	// JSON.
@@ -42,6 +46,16 @@ var _ Locker = (*FileStore)(nil)
 // NewFileStore returns a FileStore for the file at path.
 func NewFileStore(path string) *FileStore {
 	return &FileStore{path: path}
+}
+
+// Format prints f by its path and whether it has a Codec, with every fmt
+// verb: a Codec holds a key.
+func (f FileStore) Format(s fmt.State, verb rune) {
+	codec := "none"
+	if f.Codec != nil {
+		codec = "set"
+	}
+	fmt.Fprintf(s, "bearer.FileStore{Path:%q Codec:%s}", f.path, codec)
 }
 
 // fileRecord is the file's content.
@@ -176,8 +190,11 @@ func (l *fileLease) Unlock(ctx context.Context) error {
 	return err
 }
 
-// maxFile caps what Load reads: a token file is a few kilobytes.
-const maxFile = 1 << 20
+// maxFile caps what Load reads, and so what Save writes. A token file is a
+// few kilobytes; the cap is four times the largest token answer (maxBody),
+// so that every token a token endpoint can hand over fits, escaped (at
+// most twice its size in the answer) and sealed.
+const maxFile = 4 * maxBody
 
 func (f *FileStore) errorf(format string, args ...any) error {
 	return errorf("file store %s: "+format, append([]any{f.path}, args...)...)
@@ -196,15 +213,26 @@ func (f *FileStore) read() (*fileRecord, error) {
 	if err != nil {
 		return nil, f.errorf("reading: %w", err)
 	}
+	rec, err := f.parse(data)
+	if err != nil {
+		return nil, f.errorf("%w", err)
+	}
+	return rec, nil
+}
+
+// parse reads a file's content: what Load accepts, and what write checks
+// that Load will accept.
+func (f *FileStore) parse(data []byte) (*fileRecord, error) {
 	if len(data) > maxFile {
-		return nil, f.errorf("corrupt: larger than %d bytes", maxFile)
+		return nil, fmt.Errorf("corrupt: larger than %d bytes", maxFile)
 	}
 	if len(bytes.TrimSpace(data)) == 0 {
-		return nil, f.errorf("corrupt: the file is empty")
+		return nil, errors.New("corrupt: the file is empty")
 	}
 	if f.Codec != nil {
+		var err error
 		if data, err = f.Codec.Open(data); err != nil {
-			return nil, f.errorf("%w", err)
+			return nil, err
 		}
 	}
 	var rec fileRecord
@@ -212,26 +240,67 @@ func (f *FileStore) read() (*fileRecord, error) {
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&rec); err != nil || dec.InputOffset() != int64(len(bytes.TrimRight(data, " \t\r\n"))) {
 		// Not the decoder's text: it may quote the file, which holds secrets.
-		return nil, f.errorf("corrupt: not a bearer token file")
+		return nil, errors.New("corrupt: not a bearer token file")
 	}
 	if rec.Version != 1 {
-		return nil, f.errorf("corrupt: unknown version %d", rec.Version)
+		return nil, fmt.Errorf("corrupt: unknown version %d", rec.Version)
 	}
 	return &rec, nil
 }
 
-// write replaces the file crash-safe: temp file, fsync, rename, fsync dir.
-func (f *FileStore) write(rec *fileRecord) error {
+// indentBelow is the size under which a file is indented for the eye. A
+// larger one (a token with a huge Info) stays compact: indenting costs a
+// slow pass over all of it.
+const indentBelow = 64 << 10
+
+// encode returns the file's content for rec. It refuses, wrapping
+// [ErrUnstorable], what Load would not read back as rec: a file over
+// maxFile, or a token Load refuses or would read changed.
+func (f *FileStore) encode(rec *fileRecord) ([]byte, error) {
 	rec.Version = 1
-	rec.Saved = time.Now().UTC()
-	data, err := json.MarshalIndent(rec, "", "  ")
-	if err != nil {
-		return f.errorf("encoding: %w", err)
+	// Whole seconds: the file's size does not depend on the clock.
+	rec.Saved = time.Now().UTC().Truncate(time.Second)
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	// "<" stays one byte, not six: the file stays about as large as the
+	// answer the token came in.
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(rec); err != nil {
+		return nil, f.errorf("%w: %w", ErrUnstorable, err)
+	}
+	data := buf.Bytes()
+	if len(data) < indentBelow {
+		var ind bytes.Buffer
+		json.Indent(&ind, data, "", "  ") // valid JSON: cannot fail
+		data = ind.Bytes()
 	}
 	if f.Codec != nil {
+		var err error
 		if data, err = f.Codec.Seal(data); err != nil {
-			return f.errorf("%w", err)
+			return nil, f.errorf("%w", err)
 		}
+	}
+	if len(data) > maxFile {
+		return nil, f.errorf("%w: the file would be %d bytes, over the %d that Load reads", ErrUnstorable, len(data), maxFile)
+	}
+	back, err := f.parse(data)
+	if err != nil {
+		return nil, f.errorf("%w: Load would refuse the file: %w", ErrUnstorable, err)
+	}
+	if rec.Token != (storedToken{}) {
+		if err := readsBack(rec.Token, back.Token); err != nil {
+			return nil, f.errorf("%w", err)
+		}
+	}
+	return data, nil
+}
+
+// write replaces the file crash-safe: temp file, fsync, rename, fsync dir.
+// What Load would not read back is refused before anything is written.
+func (f *FileStore) write(rec *fileRecord) error {
+	data, err := f.encode(rec)
+	if err != nil {
+		return err
 	}
 	dir := filepath.Dir(f.path)
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(f.path)+".tmp-*")

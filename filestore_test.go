@@ -255,7 +255,7 @@ func TestFileStoreCorrupt(t *testing.T) {
 		{"wrong type", []byte(`{"version":1,"token":{"access_token":["AT-FILE-1a2b"],"refresh_token":"RT-FILE-3c4d"}}`)},
 		{"header injection", []byte(`{"version":1,"token":{"access_token":"AT-FILE-1a2b\r\nX: y","refresh_token":"RT-FILE-3c4d"}}`)},
 		{"no tokens", []byte(`{"version":1,"token":{"token_type":"Bearer"}}`)},
-		{"over 1 MiB", append(bytes.Repeat([]byte(" "), 1<<20), valid...)},
+		{"over maxFile", append(bytes.Repeat([]byte(" "), maxFile), valid...)},
 		{"trailing garbage", append(append([]byte{}, valid...), []byte("}} RT-FILE-3c4d")...)},
 	}
 	for _, tt := range tests {

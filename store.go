@@ -5,7 +5,10 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"io"
+	"log/slog"
 	"sync"
+	"sync/atomic"
 )
 
 // Store keeps the current token where it survives the process: a new
@@ -82,14 +85,18 @@ type Lease interface {
 // MemoryStore is a [Store] in memory, for one process: tests, and
 // credentials that need no refresh token. It implements [Locker] for
 // Sources in the same process that share it. Its zero value holds no
-// token; it is safe for concurrent use.
+// token; it is safe for concurrent use. It prints without secrets, by value
+// too: fmt cannot reach the token it holds.
 type MemoryStore struct {
 	// lock is a one-slot semaphore so that waiting can honour a context.
 	lockOnce sync.Once
 	lock     chan struct{}
 
-	mu       sync.Mutex // guards t and spending
-	t        *Token
+	mu sync.Mutex // guards t's changes and spending
+	// t is an atomic.Pointer, whose pointer fmt prints as an address
+	// whatever the verb: a *Token would be followed, and its secrets
+	// printed, by %s or %d on a MemoryStore held in an unexported field.
+	t        atomic.Pointer[Token]
 	spending string // fingerprint of the refresh token being spent
 }
 
@@ -97,17 +104,37 @@ var _ Locker = (*MemoryStore)(nil)
 
 // NewMemoryStore returns a MemoryStore holding t, which may be nil.
 func NewMemoryStore(t *Token) *MemoryStore {
-	return &MemoryStore{t: cloneToken(t)}
+	m := &MemoryStore{}
+	m.t.Store(cloneToken(t))
+	return m
 }
+
+// String describes m with its token redacted.
+func (m *MemoryStore) String() string {
+	if t := m.t.Load(); t != nil {
+		return "bearer.MemoryStore{" + t.String() + "}"
+	}
+	return "bearer.MemoryStore{no token}"
+}
+
+// GoString is String: %#v must not print secrets either.
+func (m *MemoryStore) GoString() string { return m.String() }
+
+// Format makes every fmt verb print String.
+func (m *MemoryStore) Format(f fmt.State, verb rune) { io.WriteString(f, m.String()) }
+
+// LogValue makes slog print m as String does.
+func (m *MemoryStore) LogValue() slog.Value { return slog.StringValue(m.String()) }
 
 // Load returns a copy of the stored token, or an error wrapping [ErrNoToken].
 func (m *MemoryStore) Load(ctx context.Context) (*Token, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.t == nil {
+	t := m.t.Load()
+	if t == nil {
 		return nil, errorf("memory store: %w", ErrNoToken)
 	}
-	return cloneToken(m.t), nil
+	return cloneToken(t), nil
 }
 
 // Save stores a copy of t; an empty Token clears the store.
@@ -116,9 +143,10 @@ func (m *MemoryStore) Save(ctx context.Context, t *Token) error {
 		return fmt.Errorf("bearer: memory store: cannot save a nil token")
 	}
 	m.mu.Lock()
-	m.t = cloneToken(t)
 	if cleared(t) {
-		m.t = nil
+		m.t.Store(nil)
+	} else {
+		m.t.Store(cloneToken(t))
 	}
 	m.mu.Unlock()
 	return nil
@@ -157,12 +185,13 @@ func (l *memoryLease) CompareAndSwap(ctx context.Context, old, new *Token) error
 	}
 	l.m.mu.Lock()
 	defer l.m.mu.Unlock()
-	if !sameRefresh(l.m.t, old) {
+	if !sameRefresh(l.m.t.Load(), old) {
 		return errorf("memory store: %w", ErrConflict)
 	}
-	l.m.t = cloneToken(new)
 	if cleared(new) {
-		l.m.t = nil
+		l.m.t.Store(nil)
+	} else {
+		l.m.t.Store(cloneToken(new))
 	}
 	l.m.spending = ""
 	return nil

@@ -15,10 +15,25 @@ import (
 // Token is an OAuth 2.0 token pair: an access token that authenticates
 // requests and the refresh token that buys the next one.
 //
-// A Token prints itself redacted: every fmt verb (%#v included), String and slog show
-// neither the access token nor the refresh token, also when the Token is held
-// by value in an exported field of a struct being printed. Tokens handed out
-// by a [Source] are shared: the returned Token must not be modified.
+// A Token prints itself redacted: String, Format and LogValue show
+// neither the access token nor the refresh token, so fmt's verbs and slog's
+// handlers print it redacted, by value or by pointer, also in an exported
+// field of a struct, a slice, an array, a map or an interface. Redaction
+// stops where those methods are not called:
+//   - encoding/json keeps both tokens, so that a Token can be stored
+//     (the stores keep it in that form). slog's JSON handler
+//     encodes a Token nested in a slice, a map or a struct that way; only a
+//     Token that is an attribute's value itself, or in a group, goes through
+//     LogValue.
+//   - fmt calls no method on a value in an unexported struct field (it
+//     prints a Token's fields there), nor when it reports a wrong verb: %p
+//     of a Token value, not a pointer, prints its fields, and so does a
+//     verb other than %v for a pointer in an unexported field.
+//
+// The same holds for a [Config] and its client secret, and so for a *Source
+// in an unexported field; [MemoryStore] and [FileStore] print nothing
+// secret wherever they are. Tokens handed out by a [Source] are shared: the
+// returned Token must not be modified.
 type Token struct {
 	// AccessToken authenticates requests.
 	AccessToken string

@@ -3,6 +3,8 @@ package bearertest
 import (
 	"encoding/json"
 	"fmt"
+	"io"
+	"log/slog"
 	"strconv"
 	"strings"
 	"time"
@@ -36,6 +38,17 @@ func (g Grant) String() string {
 		g.Family, redact(g.AccessToken), redact(g.RefreshToken),
 		g.Expiry.Format(time.RFC3339), g.RefreshExpiry.Format(time.RFC3339))
 }
+
+// GoString is String: %#v must not print the tokens either.
+func (g Grant) GoString() string { return g.String() }
+
+// Format makes every fmt verb print String. Like a bearer.Token, a Grant
+// nested in a value that encoding/json encodes (as slog's JSON handler does)
+// shows its tokens.
+func (g Grant) Format(f fmt.State, verb rune) { io.WriteString(f, g.String()) }
+
+// LogValue makes slog print g as String does.
+func (g Grant) LogValue() slog.Value { return slog.StringValue(g.String()) }
 
 // redact keeps only a token's prefix, which names its kind.
 func redact(tok string) string {

@@ -3,10 +3,13 @@ package bearertest
 import (
 	"context"
 	"crypto/rand"
+	"fmt"
 	"io"
 	"log"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"sync"
 	"time"
 )
@@ -126,6 +129,38 @@ func NewServer(cfg Config) *Server {
 	s.URL = hs.URL
 	return s
 }
+
+// String describes s by its URL; the tokens it issued and the client
+// secret are not shown.
+func (s *Server) String() string { return "bearertest.Server{URL:" + strconv.Quote(s.URL) + "}" }
+
+// GoString is String.
+func (s *Server) GoString() string { return s.String() }
+
+// Format makes every fmt verb print String.
+func (s *Server) Format(f fmt.State, verb rune) { io.WriteString(f, s.String()) }
+
+// LogValue makes slog print s as String does.
+func (s *Server) LogValue() slog.Value { return slog.StringValue(s.String()) }
+
+// String describes c with the client secret redacted.
+func (c Config) String() string {
+	secret := `""`
+	if c.ClientSecret != "" {
+		secret = "REDACTED"
+	}
+	return fmt.Sprintf("bearertest.Config{ClientID:%q ClientSecret:%s AccessLifetime:%v RefreshLifetime:%v Lenient:%t ReuseGrace:%v FormResponses:%t}",
+		c.ClientID, secret, c.AccessLifetime, c.RefreshLifetime, c.Lenient, c.ReuseGrace, c.FormResponses)
+}
+
+// GoString is String.
+func (c Config) GoString() string { return c.String() }
+
+// Format makes every fmt verb print String.
+func (c Config) Format(f fmt.State, verb rune) { io.WriteString(f, c.String()) }
+
+// LogValue makes slog print c as String does.
+func (c Config) LogValue() slog.Value { return slog.StringValue(c.String()) }
 
 // TokenURL returns the token endpoint, URL + "/tokens".
 func (s *Server) TokenURL() string { return s.URL + "/tokens" }

@@ -1,6 +1,7 @@
 package redisstore
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -8,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	mrand "math/rand/v2"
+	"reflect"
 	"strconv"
 	"time"
 
@@ -145,6 +147,14 @@ func (s *Store) Load(ctx context.Context) (*bearer.Token, error) {
 // The token and its fingerprint are written together; an empty Token
 // deletes the key. A record of a refresh
 // in flight is cleared unless it is about t's own refresh token.
+//
+// What Save writes, Load reads: a token that Load would refuse or read back
+// changed (a control character in it, an Info that is not JSON, text that
+// is not UTF-8, a Codec that cannot open what it sealed) is refused with an
+// error wrapping [bearer.ErrUnstorable], and nothing is written. Load has no
+// size limit of its own; Redis refuses a value longer than its
+// proto-max-bulk-len (512 MB by default), and then nothing is written
+// either.
 func (s *Store) Save(ctx context.Context, t *bearer.Token) error {
 	if err := s.check(); err != nil {
 		return err
@@ -272,13 +282,13 @@ func (s *Store) pollWait() time.Duration {
 }
 
 // encode returns what the key holds for t: its value and fingerprint,
-// both empty for the empty Token, which clears the store
+// both empty for the zero Token, which clears the store
 // (bearer.Source.Revoke saves one).
 func (s *Store) encode(t *bearer.Token) (val, fp string, err error) {
 	if t == nil {
 		return "", "", errors.New("bearer/redisstore: cannot save a nil token")
 	}
-	if t.AccessToken == "" && t.RefreshToken == "" {
+	if reflect.ValueOf(*t).IsZero() {
 		return "", "", nil
 	}
 	b, err := tokenjson.Marshal(t)
@@ -290,7 +300,26 @@ func (s *Store) encode(t *bearer.Token) (val, fp string, err error) {
 			return "", "", fmt.Errorf("bearer/redisstore: sealing the token: %w", err)
 		}
 	}
+	if s.Codec != nil {
+		// What Save writes, Load reads (tokenjson.Marshal made sure of it for
+		// the JSON): a Codec that cannot open what it sealed would
+		// strand the token.
+		back, err := s.decode(b)
+		if err == nil && !sameToken(back, t) {
+			err = errors.New("the Codec opens it changed")
+		}
+		if err != nil {
+			return "", "", fmt.Errorf("bearer/redisstore: key %q: %w: %w", s.key, bearer.ErrUnstorable, err)
+		}
+	}
 	return string(b), fingerprint(t), nil
+}
+
+// sameToken reports whether a and b hold the same token, field by field.
+func sameToken(a, b *bearer.Token) bool {
+	return a.AccessToken == b.AccessToken && a.TokenType == b.TokenType && a.RefreshToken == b.RefreshToken &&
+		a.Expiry.Equal(b.Expiry) && a.RefreshExpiry.Equal(b.RefreshExpiry) && a.Obtained.Equal(b.Obtained) &&
+		bytes.Equal(a.Info, b.Info)
 }
 
 func (s *Store) decode(b []byte) (*bearer.Token, error) {

@@ -42,12 +42,6 @@ func aesCodec(t testing.TB, fill byte) bearer.Codec {
 	return c
 }
 
-func sameToken(a, b *bearer.Token) bool {
-	return a.AccessToken == b.AccessToken && a.TokenType == b.TokenType &&
-		a.RefreshToken == b.RefreshToken && a.Expiry.Equal(b.Expiry) &&
-		a.RefreshExpiry.Equal(b.RefreshExpiry) && bytes.Equal(a.Info, b.Info)
-}
-
 func TestSaveLoad(t *testing.T) {
 	tests := []struct {
 		name  string

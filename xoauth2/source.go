@@ -2,6 +2,9 @@ package xoauth2
 
 import (
 	"context"
+	"fmt"
+	"io"
+	"log/slog"
 	"sync/atomic"
 
 	"github.com/tokenkit/bearer"
@@ -60,6 +63,16 @@ func (s *toSource) Token() (*oauth2.Token, error) {
 	return ot, nil
 }
 
+// String describes s without its source, whose fields hold the client
+// secret and tokens.
+func (s *toSource) String() string { return "xoauth2.TokenSource{" + fmt.Sprintf("%T", s.src) + "}" }
+
+// Format makes every fmt verb print String.
+func (s *toSource) Format(f fmt.State, verb rune) { io.WriteString(f, s.String()) }
+
+// LogValue makes slog print s as String does.
+func (s *toSource) LogValue() slog.Value { return slog.StringValue(s.String()) }
+
 // FromOAuth2 returns a [bearer.TokenSource] that takes its tokens from ts,
 // so that a [bearer.Transport] can use the tokens of any x/oauth2 source,
 // such as a clientcredentials.Config's.
@@ -115,6 +128,15 @@ func (s *fromSource) Token(ctx context.Context) (*bearer.Token, error) {
 	s.last.Store(&conversion[*oauth2.Token, *bearer.Token]{ot, t})
 	return t, nil
 }
+
+// String describes s without its source, whose fields hold tokens.
+func (s *fromSource) String() string { return "xoauth2.FromOAuth2{" + fmt.Sprintf("%T", s.ts) + "}" }
+
+// Format makes every fmt verb print String.
+func (s *fromSource) Format(f fmt.State, verb rune) { io.WriteString(f, s.String()) }
+
+// LogValue makes slog print s as String does.
+func (s *fromSource) LogValue() slog.Value { return slog.StringValue(s.String()) }
 
 // Refresh returns the token that ts holds now, which is rejected itself
 // when ts has no newer one: x/oauth2 sources cannot be made to refresh.
