@@ -85,8 +85,8 @@ type Config struct {
 
 // String describes c with the client secret redacted.
 func (c Config) String() string {
-	return fmt.Sprintf("bearer.Config{TokenURL:%q ClientID:%q ClientSecret:%s Encoding:%v AuthStyle:%d ClientCredentials:%t}",
-		c.tokenURL(), c.ClientID, redact(c.ClientSecret), c.Encoding, c.AuthStyle, c.ClientCredentials)
+	return fmt.Sprintf("bearer.Config{TokenURL:%q ClientID:%q ClientSecret:%s Encoding:%s AuthStyle:%d ClientCredentials:%t}",
+		c.tokenURL(), c.ClientID, redact(c.ClientSecret), encodingName(c.Encoding), c.AuthStyle, c.ClientCredentials)
 }
 
 // Format makes every fmt verb print the redacted form.

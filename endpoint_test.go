@@ -317,7 +317,7 @@ func TestExchangeBearertest(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			req.Header.Set("Authorization", tok.Type()+" "+tok.AccessToken)
+			req.Header.Set("Authorization", tok.scheme()+" "+tok.AccessToken)
 			resp, err := srv.Client().Do(req)
 			if err != nil {
 				t.Fatalf("API request: %v", err)

@@ -48,16 +48,6 @@ func NewFileStore(path string) *FileStore {
 	return &FileStore{path: path}
 }
 
-// Format prints f by its path and whether it has a Codec, with every fmt
-// verb: a Codec holds a key.
-func (f FileStore) Format(s fmt.State, verb rune) {
-	codec := "none"
-	if f.Codec != nil {
-		codec = "set"
-	}
-	fmt.Fprintf(s, "bearer.FileStore{Path:%q Codec:%s}", f.path, codec)
-}
-
 // fileRecord is the file's content.
 type fileRecord struct {
 	Version int         `json:"version"`

@@ -21,7 +21,7 @@ func (t *Transport) value(tok *Token) string {
 		a.tok.AccessToken == tok.AccessToken && a.tok.TokenType == tok.TokenType) {
 		return a.value
 	}
-	a := &authValue{tok: tok, value: tok.Type() + " " + tok.AccessToken}
+	a := &authValue{tok: tok, value: tok.scheme() + " " + tok.AccessToken}
 	t.auth.Store(a)
 	return a.value
 }

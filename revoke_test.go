@@ -28,7 +28,7 @@ func rvConfig(srv *bearertest.Server) Config {
 
 func TestRevoke(t *testing.T) {
 	for _, encoding := range []Encoding{JSON, Form} {
-		t.Run(encoding.String(), func(t *testing.T) {
+		t.Run(encodingName(encoding), func(t *testing.T) {
 			srv := bearertest.NewServer(bearertest.Config{})
 			defer srv.Close()
 			tok := issuedToken(srv)

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
-	"log/slog"
 	"sync"
 	"sync/atomic"
 )
@@ -109,22 +108,15 @@ func NewMemoryStore(t *Token) *MemoryStore {
 	return m
 }
 
-// String describes m with its token redacted.
-func (m *MemoryStore) String() string {
+// Format prints m with its token redacted, with every fmt verb (slog's
+// text handler too).
+func (m *MemoryStore) Format(f fmt.State, verb rune) {
 	if t := m.t.Load(); t != nil {
-		return "bearer.MemoryStore{" + t.String() + "}"
+		fmt.Fprintf(f, "bearer.MemoryStore{%v}", t)
+		return
 	}
-	return "bearer.MemoryStore{no token}"
+	io.WriteString(f, "bearer.MemoryStore{no token}")
 }
-
-// GoString is String: %#v must not print secrets either.
-func (m *MemoryStore) GoString() string { return m.String() }
-
-// Format makes every fmt verb print String.
-func (m *MemoryStore) Format(f fmt.State, verb rune) { io.WriteString(f, m.String()) }
-
-// LogValue makes slog print m as String does.
-func (m *MemoryStore) LogValue() slog.Value { return slog.StringValue(m.String()) }
 
 // Load returns a copy of the stored token, or an error wrapping [ErrNoToken].
 func (m *MemoryStore) Load(ctx context.Context) (*Token, error) {

@@ -72,8 +72,8 @@ const (
 	Form
 )
 
-// String returns "json" or "form".
-func (e Encoding) String() string {
+// encodingName is "json", "form", or the number of an unknown Encoding.
+func encodingName(e Encoding) string {
 	switch e {
 	case JSON:
 		return "json"
@@ -140,10 +140,10 @@ func (t *Token) Valid(now time.Time) bool {
 	return t != nil && t.AccessToken != "" && (t.Expiry.IsZero() || now.Before(t.Expiry))
 }
 
-// Type returns the token type to send: "Bearer" when TokenType is empty or
+// scheme returns the token type to send: "Bearer" when TokenType is empty or
 // "bearer" in any case (RFC 6750's scheme, which some APIs compare case
 // sensitively), otherwise TokenType as the server named it.
-func (t *Token) Type() string {
+func (t *Token) scheme() string {
 	if t.TokenType == "" || strings.EqualFold(t.TokenType, "bearer") {
 		return "Bearer"
 	}

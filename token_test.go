@@ -29,7 +29,7 @@ func TestTokenValid(t *testing.T) {
 	}
 }
 
-func TestEncodingString(t *testing.T) {
+func TestEncodingName(t *testing.T) {
 	tests := []struct {
 		e    Encoding
 		want string
@@ -39,8 +39,8 @@ func TestEncodingString(t *testing.T) {
 		{Encoding(7), "Encoding(7)"},
 	}
 	for _, tt := range tests {
-		if got := tt.e.String(); got != tt.want {
-			t.Errorf("Encoding(%d).String() = %q, want %q", int(tt.e), got, tt.want)
+		if got := encodingName(tt.e); got != tt.want {
+			t.Errorf("encodingName(%d) = %q, want %q", int(tt.e), got, tt.want)
 		}
 	}
 }
@@ -60,8 +60,8 @@ func TestUnknownEncoding(t *testing.T) {
 // the server named them.
 func TestTokenTypeCanonical(t *testing.T) {
 	for typ, want := range map[string]string{"": "Bearer", "bearer": "Bearer", "BEARER": "Bearer", "Bearer": "Bearer", "DPoP": "DPoP"} {
-		if got := (&Token{TokenType: typ}).Type(); got != want {
-			t.Errorf("Token{TokenType: %q}.Type() = %q, want %q", typ, got, want)
+		if got := (&Token{TokenType: typ}).scheme(); got != want {
+			t.Errorf("Token{TokenType: %q}.scheme() = %q, want %q", typ, got, want)
 		}
 	}
 }

@@ -105,7 +105,7 @@ func (a *app) keep(ctx context.Context, path string, tok *bearer.Token, force bo
 	if err := a.store(ctx, path, tok, force); err != nil {
 		return a.refused(err, path)
 	}
-	fmt.Fprintf(a.stdout, "stored a %s token in %s\n", tok.Type(), path)
+	fmt.Fprintf(a.stdout, "stored a %s token in %s\n", tokenType(tok), path)
 	a.describeStored(a.stdout, "", tok)
 	if tok.RefreshToken == "" {
 		fmt.Fprintf(a.stderr, "bearer: the server sent no refresh token: once the access token expires, authorize the app again\n")

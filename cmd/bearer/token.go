@@ -52,7 +52,7 @@ func (a *app) status(ctx context.Context, args []string) int {
 	now := a.now()
 	w := a.stdout
 	fmt.Fprintf(w, "store:          %s\n", path)
-	fmt.Fprintf(w, "token type:     %s\n", tok.Type())
+	fmt.Fprintf(w, "token type:     %s\n", tokenType(tok))
 	a.describeStored(w, "", tok)
 	fmt.Fprintf(w, "info:           %s\n", describeInfo(tok.Info))
 
@@ -119,4 +119,12 @@ func describeInfo(info json.RawMessage) string {
 		return "present (empty object)"
 	}
 	return fmt.Sprintf("present (fields: %s)", strings.Join(keys, ", "))
+}
+
+// tokenType is the scheme tok is sent with.
+func tokenType(tok *bearer.Token) string {
+	if tok.TokenType == "" || strings.EqualFold(tok.TokenType, "bearer") {
+		return "Bearer"
+	}
+	return tok.TokenType
 }
