@@ -5,6 +5,7 @@ package bearer
 import (
 	"context"
 	"fmt"
+	"os"
 	"sync"
 )
 
@@ -15,6 +16,9 @@ var (
 )
 
 func lockFile(ctx context.Context, path string) (*fileLock, error) {
+	if _, err := os.Stat(path); err != nil {
+		return nil, err
+	}
 	fileLocksMu.Lock()
 	ch, ok := fileLocks[path]
 	if !ok {

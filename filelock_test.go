@@ -11,20 +11,57 @@ import (
 	"time"
 )
 
-// A lock file removed and created anew while a process waits on the old
-// one must not leave that process holding a lock that guards nothing: once
-// the old file's lock is free it locks the new file, which then excludes
-// every other process.
-func TestFileLockNoticesReplacedLockFile(t *testing.T) {
+// lockExcluded fails t unless another FileStore on path cannot lock now.
+func lockExcluded(t *testing.T, path, why string) {
+	t.Helper()
+	short, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+	defer cancel()
+	if c, err := NewFileStore(path).Lock(short); err == nil {
+		c.Unlock(t.Context())
+		t.Fatalf("another process locked the store while %s", why)
+	}
+}
+
+// Deleting what looks like a lock file while a process holds the lock (a
+// clean-up job, an operator) must not let a second process in: it would
+// spend the holder's refresh token.
+func TestFileLockSurvivesDeletedLockFiles(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "token.json")
+	a, err := NewFileStore(path).Lock(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Unlock(t.Context())
+	matches, _ := filepath.Glob(filepath.Join(filepath.Dir(path), "*lock*"))
+	for _, m := range append(matches, path+".lock") {
+		os.Remove(m)
+	}
+	lockExcluded(t, path, "a held the lock and lock files were deleted")
+}
+
+// A folder renamed away and made anew while a process waits on the old
+// one must not leave that process holding a lock that guards nothing: once
+// the old folder's lock is free it locks the new one, which then excludes
+// every other process. The holder of the old one writes nothing.
+func TestFileLockNoticesReplacedFolder(t *testing.T) {
+	parent := t.TempDir()
+	dir := filepath.Join(parent, "store")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "token.json")
 	store := NewFileStore(path)
 	ctx := t.Context()
+	old := fsToken()
+	if err := store.Save(ctx, old); err != nil {
+		t.Fatal(err)
+	}
 	a, err := store.Lock(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// b opens the lock file and finds it locked by a; only then is the
-	// file removed and created anew.
+	// b opens the folder and finds it locked by a; only then is the
+	// folder replaced.
 	busy := make(chan struct{}, 1)
 	testHookLockBusy = func() {
 		select {
@@ -42,11 +79,19 @@ func TestFileLockNoticesReplacedLockFile(t *testing.T) {
 		bLease <- l
 	}()
 	<-busy
-	if err := os.Remove(path + ".lock"); err != nil {
+	if err := os.Rename(dir, filepath.Join(parent, "moved")); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(path+".lock", nil, 0o600); err != nil {
+	if err := os.Mkdir(dir, 0o700); err != nil {
 		t.Fatal(err)
+	}
+	next := fsToken()
+	next.RefreshToken = "rt-next"
+	if err := a.CompareAndSwap(ctx, old, next); !errors.Is(err, ErrLockLost) {
+		t.Errorf("CompareAndSwap under a replaced folder = %v, want ErrLockLost", err)
+	}
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the holder of the replaced folder wrote into the new one (%v)", err)
 	}
 	if err := a.Unlock(ctx); err != nil {
 		t.Fatal(err)
@@ -56,49 +101,12 @@ func TestFileLockNoticesReplacedLockFile(t *testing.T) {
 		t.FailNow()
 	}
 	defer b.Unlock(ctx)
-	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
-	defer cancel()
-	if c, err := NewFileStore(path).Lock(short); err == nil {
-		c.Unlock(ctx)
-		t.Fatal("a third process locked the file while b held the lock")
-	}
+	lockExcluded(t, path, "b held the lock on the new folder")
 }
 
-// A holder whose lock file was removed under it writes nothing: another
-// process may hold a lock on a new file at the same path.
-func TestFileLeaseWritesNothingAfterLockFileRemoved(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "token.json")
-	store := NewFileStore(path)
-	ctx := t.Context()
-	old := fsToken()
-	if err := store.Save(ctx, old); err != nil {
-		t.Fatal(err)
-	}
-	lease, err := store.Lock(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lease.Unlock(ctx)
-	if err := os.Remove(path + ".lock"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := lease.Begin(ctx, old); !errors.Is(err, ErrLockLost) {
-		t.Errorf("Begin after the lock file was removed = %v, want ErrLockLost", err)
-	}
-	next := fsToken()
-	next.RefreshToken = "rt-next"
-	if err := lease.CompareAndSwap(ctx, old, next); !errors.Is(err, ErrLockLost) {
-		t.Errorf("CompareAndSwap after the lock file was removed = %v, want ErrLockLost", err)
-	}
-	got, err := store.Load(ctx)
-	if err != nil || got.RefreshToken != old.RefreshToken {
-		t.Errorf("Load = %v, %v; want the old token, untouched", got, err)
-	}
-}
-
-// A symbolic link at the lock path, dangling or live, is refused: Lock
-// never creates or opens what it points to.
-func TestFileLockRefusesSymlink(t *testing.T) {
+// The lock creates and opens no file: a symbolic link at the old lock
+// path, dangling or live, is left as it is.
+func TestFileLockTouchesNoLockFile(t *testing.T) {
 	for _, live := range []bool{false, true} {
 		dir := t.TempDir()
 		path := filepath.Join(dir, "token.json")
@@ -111,10 +119,11 @@ func TestFileLockRefusesSymlink(t *testing.T) {
 		if err := os.Symlink(target, path+".lock"); err != nil {
 			t.Fatal(err)
 		}
-		if l, err := NewFileStore(path).Lock(t.Context()); err == nil {
-			l.Unlock(t.Context())
-			t.Errorf("live=%v: Lock through a symbolic link succeeded, want an error", live)
+		l, err := NewFileStore(path).Lock(t.Context())
+		if err != nil {
+			t.Fatal(err)
 		}
+		l.Unlock(t.Context())
 		b, err := os.ReadFile(target)
 		switch {
 		case !live && !errors.Is(err, os.ErrNotExist):

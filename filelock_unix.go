@@ -11,34 +11,30 @@ import (
 	"time"
 )
 
-// lockFile takes an exclusive flock on path, creating it, and polls while
+// lockFile takes an exclusive flock on the folder dir, and polls while
 // another holder has it: flock cannot wait on a context. The lock belongs
-// to the open file, so the OS drops it when the holder dies.
+// to the open folder, so the OS drops it when the holder dies.
 //
-// A lock is only as good as the file it is on: if path was removed or
-// replaced while this process waited for the lock on the file it opened,
-// another process may have locked the new file at path meanwhile. So after
-// locking, the open file must still be the one at path; if not, it starts
-// over. A symbolic link at path is refused, not followed.
-func lockFile(ctx context.Context, path string) (*fileLock, error) {
+// The folder, not a lock file beside the token: a lock file can be
+// deleted while a process holds its lock, and the next process then locks
+// a new file and spends the same refresh token. The folder cannot go away
+// while it holds the token file. After locking, the open folder must still
+// be the one at dir (not renamed and replaced meanwhile); if not, it
+// starts over. Nothing is created.
+func lockFile(ctx context.Context, dir string) (*fileLock, error) {
 	wait := time.Millisecond
 	for {
-		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
+		f, err := os.Open(dir)
 		if err != nil {
-			if errors.Is(err, syscall.ELOOP) {
-				return nil, fmt.Errorf("lock file %s is a symbolic link: refusing to follow it", path)
-			}
 			return nil, err
 		}
 		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
 		if err == nil {
-			l := &fileLock{f: f, path: path}
+			l := &fileLock{f: f, path: dir}
 			if l.held() {
 				return l, nil
 			}
-			// Removed or replaced while this process waited: this lock
-			// guards nothing.
-			f.Close()
+			f.Close() // replaced while this process waited
 			continue
 		}
 		if testHookLockBusy != nil {
@@ -46,7 +42,7 @@ func lockFile(ctx context.Context, path string) (*fileLock, error) {
 		}
 		f.Close()
 		if !errors.Is(err, syscall.EWOULDBLOCK) && !errors.Is(err, syscall.EINTR) {
-			return nil, fmt.Errorf("locking: %w", err)
+			return nil, fmt.Errorf("locking the folder: %w", err)
 		}
 		t := time.NewTimer(wait)
 		select {
@@ -59,24 +55,24 @@ func lockFile(ctx context.Context, path string) (*fileLock, error) {
 	}
 }
 
-// testHookLockBusy, if set, is called when an opened lock file was found
-// locked by another holder.
+// testHookLockBusy, if set, is called when the folder was found locked by
+// another holder.
 var testHookLockBusy func()
 
-// fileLock is a held lock on the open file f at path.
+// fileLock is a held lock on the open folder f at path.
 type fileLock struct {
 	f    *os.File
 	path string
 }
 
-// held reports whether the lock still guards path: the file locked is
-// still the one at path, not removed or replaced since.
+// held reports whether the lock still guards path: the folder locked is
+// still the one at path.
 func (l *fileLock) held() bool {
 	fi, err := l.f.Stat()
 	if err != nil {
 		return false
 	}
-	pi, err := os.Lstat(l.path)
+	pi, err := os.Stat(l.path)
 	return err == nil && os.SameFile(fi, pi)
 }
 

@@ -19,10 +19,13 @@ import (
 // leaves either the old token or the new one, never a torn file. The file
 // has mode 0600.
 //
-// FileStore implements [Locker] with an OS advisory lock on a file beside
-// it (path + ".lock"), so processes on one host that share the file take
-// turns to refresh; the OS releases the lock of a process that dies. On
-// systems without flock the lock only covers the process.
+// FileStore implements [Locker] with an OS advisory lock (flock) on the
+// file's folder, so processes on one host that share the file take turns
+// to refresh; the OS releases the lock of a process that dies. The folder,
+// not a lock file, because a lock file can be deleted under its holder and
+// the folder cannot while it holds the token; so FileStores of one folder
+// take turns too. On systems without flock the lock only covers the
+// process.
 //
 // A missing file, or a missing folder, is [ErrNoToken] (from Load and from
 // Lock, which does not create the folder); Save creates the folder, with
@@ -88,15 +91,13 @@ func (f *FileStore) Save(ctx context.Context, t *Token) error {
 	return f.write(&fileRecord{Token: toStored(t)})
 }
 
-// Lock takes the file lock, polling until it is free or ctx ends. In a
-// folder that does not exist it reports [ErrNoToken]: nothing is stored
-// there, and a lock file would have nowhere to go.
+// Lock takes the folder's lock, polling until it is free or ctx ends. For
+// a folder that does not exist it reports [ErrNoToken]: nothing is stored
+// there.
 func (f *FileStore) Lock(ctx context.Context) (Lease, error) {
-	lock, err := lockFile(ctx, f.path+".lock")
+	lock, err := lockFile(ctx, filepath.Dir(f.path))
 	if errors.Is(err, fs.ErrNotExist) {
-		if _, serr := os.Stat(filepath.Dir(f.path)); errors.Is(serr, fs.ErrNotExist) {
-			return nil, fmt.Errorf("bearer: file store %s: the folder does not exist: %w", f.path, ErrNoToken)
-		}
+		return nil, errorf("file store %s: the folder does not exist: %w", f.path, ErrNoToken)
 	}
 	if err != nil {
 		return nil, errorf("file store %s: %w", filepath.Base(f.path), err)
@@ -126,11 +127,11 @@ type fileLease struct {
 	lock *fileLock // nil after Unlock
 }
 
-// check fails with ErrLockLost once the lock file was removed or replaced:
-// another process may hold a lock on the new one.
+// check fails with ErrLockLost once the folder was replaced (renamed away,
+// another made in its place): another process may hold a lock on that one.
 func (l *fileLease) check() error {
 	if l.lock == nil || !l.lock.held() {
-		return errorf("file store %s: the lock file was removed or replaced: %w", filepath.Base(l.f.path), ErrLockLost)
+		return errorf("file store %s: the folder was replaced: %w", filepath.Base(l.f.path), ErrLockLost)
 	}
 	return nil
 }
@@ -158,15 +159,15 @@ func (l *fileLease) CompareAndSwap(ctx context.Context, old, new *Token) error {
 	if new == nil {
 		return fmt.Errorf("bearer: file store: cannot save a nil token")
 	}
+	if err := l.check(); err != nil {
+		return err
+	}
 	stored, err := l.Load(ctx)
 	if err != nil && !errors.Is(err, ErrNoToken) {
 		return err
 	}
 	if !sameRefresh(stored, old) {
 		return errorf("file store %s: %w", filepath.Base(l.f.path), ErrConflict)
-	}
-	if err := l.check(); err != nil {
-		return err
 	}
 	return l.f.write(&fileRecord{Token: toStored(new)})
 }

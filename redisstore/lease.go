@@ -47,10 +47,12 @@ func newLease(s *Store, owner string) *lease {
 }
 
 // renew extends the lease every ttl/3 until it is stopped or found lost.
-// A failed attempt (Redis unreachable) is tried again at the next tick.
+// A failed attempt (Redis unreachable) is tried again soon, every
+// renewRetry, so that a holder survives any outage shorter than about
+// LeaseTTL - ttl/3, not only those shorter than ttl/3.
 func (l *lease) renew(ttl time.Duration) {
 	defer close(l.renewed)
-	t := time.NewTicker(ttl / 3)
+	t := time.NewTimer(ttl / 3)
 	defer t.Stop()
 	for {
 		select {
@@ -66,11 +68,19 @@ func (l *lease) renew(ttl time.Duration) {
 			return err
 		})
 		cancel()
-		if err == nil && !ok {
+		switch {
+		case err == nil && !ok:
 			return // lapsed: writes under it fail with ErrLockLost
+		case err != nil:
+			t.Reset(min(ttl/10, renewRetry))
+		default:
+			t.Reset(ttl / 3)
 		}
 	}
 }
+
+// renewRetry is the longest wait before a failed renewal is tried again.
+const renewRetry = 100 * time.Millisecond
 
 // stopRenewing ends the renewing and waits until it has ended.
 func (l *lease) stopRenewing() {

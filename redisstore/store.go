@@ -48,9 +48,11 @@ type Store struct {
 	// LeaseTTL is how long a lease taken by Lock lasts after its holder
 	// stops renewing it, because it crashed or cannot reach Redis. A held
 	// lease renews itself every third of LeaseTTL, so it outlives the work
-	// under it however long that takes. It is the one timing contract
-	// between replicas: a holder that cannot reach Redis for LeaseTTL is
-	// presumed dead, another replica may take over its refresh, and the
+	// under it however long that takes; a failed renewal is tried again
+	// every 100 ms at most. It is the one timing contract between
+	// replicas: a holder that cannot reach Redis for about two thirds of
+	// LeaseTTL (the last renewal may have come a third of it before the
+	// outage) is presumed dead, another replica may take over its refresh, and the
 	// first holder's writes fail with [bearer.ErrLockLost]. Lock refuses
 	// a LeaseTTL under [MinLeaseTTL]. If zero, [DefaultLeaseTTL] is used.
 	LeaseTTL time.Duration
