@@ -17,8 +17,9 @@
 //	go test ./internal/sim/ -run 'TestSim$' -sim.seed=N  # replay one, printing its trace
 //	go test ./internal/sim/ -run 'TestSim$' -sim.n=1000000 -sim.random -timeout=0
 //
-// Fault classes that found a defect still open are off unless asked for:
-// -sim.lockfile-removal and -sim.long-redis-outage. TestSimMutants plants a
+// -sim.long-redis-outage draws Redis outages past the lease's contract (a
+// holder that cannot reach Redis for about two thirds of LeaseTTL is
+// presumed dead), so it finds re-sends by design. TestSimMutants plants a
 // defect in the simulated world for each invariant and shows it is caught;
 // TestSimDeterministic runs schedules twice and compares what happened.
 package sim

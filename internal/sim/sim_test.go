@@ -31,7 +31,7 @@ var (
 
 	// Fault classes that found a defect still open are off by default,
 	// so that CI stays green; turn them on to work on the defect.
-	flagLockRemoval = flag.Bool("sim.lockfile-removal", false, "delete the FileStore's lock file at random moments (finds a double spend: see testdata/corpus.txt)")
+	flagLockRemoval = flag.Bool("sim.lockfile-removal", true, "delete what was the FileStore's lock file at random moments (found a double spend before FileStore locked the folder: see testdata/corpus.txt)")
 	flagLongOutage  = flag.Bool("sim.long-redis-outage", false, "Redis outages up to LeaseTTL, which a holder must survive (finds a lapsed lease and a double spend: see testdata/corpus.txt)")
 )
 

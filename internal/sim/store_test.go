@@ -109,10 +109,11 @@ type redisLease struct {
 }
 
 // renew extends the lease every third of its TTL while its process lives
-// and reaches the store, as redisstore's lease does.
+// and reaches the store, and tries a failed renewal again every
+// min(TTL/10, 100 ms), as redisstore's lease does.
 func (l *redisLease) renew() {
 	m, p := l.c.m, l.c.p
-	t := time.NewTicker(m.ttl / 3)
+	t := time.NewTimer(m.ttl / 3)
 	defer t.Stop()
 	for {
 		select {
@@ -123,8 +124,10 @@ func (l *redisLease) renew() {
 		case <-t.C:
 		}
 		if p.w.storeDown(p, opRenew) {
+			t.Reset(min(m.ttl/10, 100*time.Millisecond))
 			continue
 		}
+		t.Reset(m.ttl / 3)
 		m.mu.Lock()
 		if m.holder() != l.owner {
 			m.mu.Unlock()
