@@ -20,6 +20,9 @@ type Config struct {
 	// sends a person to, with any extra parameters the server wants in its
 	// query. It has no default: "" makes AuthCodeURL fail.
 	AuthURL string
+	// DeviceAuthURL is the device authorization endpoint (RFC 8628) of
+	// [Config.DeviceAuth]. It has no default: "" makes DeviceAuth fail.
+	DeviceAuthURL string
 	// RevocationURL is the revocation endpoint (RFC 7009) that
 	// [Source.Revoke] sends the refresh token to. It has no default: ""
 	// makes Revoke fail and send nothing.
