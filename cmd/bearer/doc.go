@@ -1,5 +1,5 @@
 // Command bearer keeps an OAuth 2.0 token pair for a script or a person:
-// it stores the token response of an authorization, prints a valid access
+// it gets the first token from a person (login), prints a valid access
 // token on demand (refreshing and saving the rotated refresh token as
 // needed), sends authenticated requests, and demonstrates the bearer
 // package against an in-process OpenTicket server.
@@ -15,6 +15,8 @@
 // # Usage
 //
 //	bearer demo      [-duration 10s] [-workers 8] [-access-lifetime 2s] [-latency 0]
+//	bearer login     [--auth-url URL] [--port N] [--no-browser] [--timeout 5m] [--scope S]... [--param K=V]... [--force] [--store FILE] [client flags]
+//	bearer login     --device [--device-url URL] [--no-browser] [--timeout 5m] [--scope S]... [--force] [--store FILE] [client flags]
 //	bearer token     [--store FILE] [client flags]
 //	bearer status    [--store FILE]
 //	bearer import    [--store FILE] [--form] [--force] [--token-url URL] [--client-id ID] < response.json
@@ -26,6 +28,20 @@
 // across several rotations and one revoked access token, and checks that no
 // request failed, no refresh token was spent twice and the chain of refresh
 // tokens is still alive.
+//
+// login gets the first token from a person. By default it follows RFC 8252
+// for native apps: it listens on 127.0.0.1 (a free port, or --port for a
+// server that registers a fixed redirect URI), opens the authorization URL
+// (--auth-url or $OAUTH_AUTH_URL, which has no default) with state and a
+// PKCE S256 challenge in the user's browser, or prints it with
+// --no-browser, waits (--timeout) for the browser to come back to
+// http://127.0.0.1:PORT/callback, checks the state, exchanges the code with
+// its verifier and stores the token. With --device it uses the device
+// authorization grant of RFC 8628 instead (--device-url or
+// $OAUTH_DEVICE_AUTH_URL), for a machine without a browser: it shows a code
+// and where to enter it, on any device, and polls until the person
+// approves. Like import, it never replaces a live token without --force, and
+// it checks that before the person is asked anything.
 //
 // token prints the access token and a newline, nothing else, for
 // scripts:
@@ -71,7 +87,7 @@
 //
 // # Client flags
 //
-// token, exchange and request talk to the token endpoint:
+// login, token, exchange, request and logout talk to the token endpoint:
 //
 //	--token-url URL        the token endpoint (default $OAUTH_TOKEN_URL, else OpenTicket's, bearer.DefaultTokenURL)
 //	--client-id ID         the client ID (default $OAUTH_CLIENT_ID)
@@ -93,19 +109,23 @@
 //	0  success
 //	1  failure: the request failed or was answered with a non-2xx status,
 //	   the demo found a broken invariant, the store could not be read or
-//	   written, a live token is stored and --force was not given, or
-//	   another error
+//	   written, a live token is stored and --force was not given, login's
+//	   redirect brought another state than the login's (a stale tab or a
+//	   forged redirect: nothing is exchanged), or another error
 //	2  usage error: unknown subcommand, bad flag or argument, or a
 //	   configuration the library refuses (such as a token sent over plain
 //	   http to a host that is not loopback, or a stored token issued to
 //	   another token endpoint or client than the one configured)
 //	3  reauthorization needed: no token is stored, or the refresh token
-//	   expired, was revoked or was already used (or, for exchange, the
-//	   authorization code was rejected); run bearer exchange or bearer
-//	   import with a new authorization
-//	4  temporarily unavailable: the token endpoint could not be reached,
-//	   timed out, or answered 5xx or 429; trying again later may succeed,
-//	   and the stored token is unchanged
+//	   expired, was revoked or was already used; or, for login and
+//	   exchange, the person denied the authorization or the authorization
+//	   code was rejected (expired, or used already); run bearer login
+//	4  temporarily unavailable: the token endpoint (or, for logout, the
+//	   revocation endpoint) could not be reached, timed out, or answered
+//	   5xx or 429; trying again later may succeed, and the stored token is
+//	   unchanged
+//	5  login timed out: the browser did not come back, or the device code
+//	   was not approved, in time; nothing was stored
 //
 // Errors go to standard error as a plain explanation. Nothing bearer prints
 // holds the refresh token or the client secret, and only token prints the

@@ -36,6 +36,8 @@ type fixture struct {
 	dir   string
 	store string
 	env   map[string]string
+	// open is the user's browser; nil means there is none.
+	open func(url string) error
 }
 
 func newFixture(t *testing.T, cfg bearertest.Config) *fixture {
@@ -68,6 +70,10 @@ func (f *fixture) run(t *testing.T, stdin string, args ...string) result {
 		stderr: &errOut,
 		env:    func(k string) string { return f.env[k] },
 		now:    f.clock.Now,
+		open:   f.open,
+	}
+	if a.open == nil {
+		a.open = func(string) error { return errors.New("no browser in this test") }
 	}
 	code := a.run(t.Context(), args)
 	return result{code, out.String(), errOut.String()}
