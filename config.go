@@ -78,8 +78,10 @@ type Config struct {
 
 	// Now is the clock; nil means time.Now. Tests inject a fake one.
 	Now func() time.Time
-	// Logger receives debug lines for refreshes and warnings for failures,
-	// never a secret; nil means silent.
+	// Logger receives debug lines for refreshes and for each request to
+	// the server as it happens (each attempt, its outcome, each wait
+	// before a retry), and warnings for failures, never a secret; nil
+	// means silent.
 	Logger *slog.Logger
 	// Hooks are called on the events of a Source; nil fields mean none.
 	Hooks Hooks

@@ -33,7 +33,7 @@ func (c *Config) DeviceAuth(ctx context.Context, prompt func(userCode, verificat
 		return nil, err
 	}
 	var da deviceAnswer
-	_, err = c.retry(ctx, func() (*Token, *RetrieveError) {
+	_, err = c.retry(ctx, "device authorization request", c.DeviceAuthURL, func() (*Token, *RetrieveError) {
 		resp, data, rerr := c.post(ctx, c.DeviceAuthURL, body, contentType)
 		if rerr == nil {
 			wire, _ := decodeToken(data, resp.Header.Get("Content-Type"))

@@ -94,10 +94,16 @@
 //	--client-secret SECRET the client secret (default $OAUTH_CLIENT_SECRET)
 //	--form                 send form-encoded token requests instead of JSON
 //	--basic                send the client credentials with HTTP Basic auth
-//	-v                     log refreshes to standard error (never a secret)
+//	-v                     log each request to the server as it happens: attempt, outcome,
+//	                       each wait before a retry (standard error; never a secret)
 //
 // Prefer the environment for the secret: command lines are visible to other
 // users of the machine.
+//
+// Without -v, token and request say nothing while they work, unless a wait
+// lasts over two seconds: then one line on standard error says what they
+// wait for (the token endpoint, another process holding the store's lock,
+// or the request's own server).
 //
 // A stored token records the token endpoint and client it was issued to
 // (import records the ones its --token-url and --client-id, or the

@@ -62,6 +62,7 @@ type app struct {
 	env            func(string) string
 	now            func() time.Time
 	open           func(url string) error // opens a URL in the user's browser
+	slow           time.Duration          // how long a wait is silent; 0 means slowWait
 }
 
 type command struct {
@@ -265,7 +266,7 @@ func addClientFlags(fs *flag.FlagSet) *clientFlags {
 	fs.StringVar(&c.secret, "client-secret", "", "client `secret` (default $OAUTH_CLIENT_SECRET; prefer the environment, command lines are visible to others)")
 	fs.BoolVar(&c.form, "form", false, "send token requests form-encoded (RFC 6749) instead of JSON")
 	fs.BoolVar(&c.basic, "basic", false, "send the client credentials with HTTP Basic auth instead of in the body")
-	fs.BoolVar(&c.verbose, "v", false, "log token requests to standard error (never a secret)")
+	fs.BoolVar(&c.verbose, "v", false, "log each request to the server as it happens, retries and waits included, to standard error (never a secret)")
 	return c
 }
 

@@ -19,8 +19,10 @@ func (a *app) token(ctx context.Context, args []string) int {
 	if !ok {
 		return code
 	}
+	w := a.newWaits(&cfg, path, cf.verbose)
 	src := bearer.NewSource(cfg, bearer.NewFileStore(path))
 	tok, err := src.Token(ctx)
+	w.stop()
 	if cerr := a.closeSource(ctx, src, path); err == nil && cerr != nil {
 		return a.fail(fmt.Errorf("the new token could not be saved to %s, and the refresh token it replaced is spent: %w", path, cerr), path)
 	}
