@@ -14,6 +14,7 @@
 //
 // # Usage
 //
+//	bearer serve     [--addr 127.0.0.1:9400] [--tls [--cert FILE]] [--consent] [--fault SPEC]... [server flags]
 //	bearer demo      [-duration 10s] [-workers 8] [-access-lifetime 2s] [-latency 0]
 //	bearer login     [--auth-url URL] [--port N] [--no-browser] [--timeout 5m] [--scope S]... [--param K=V]... [--force] [--store FILE] [client flags]
 //	bearer login     --device [--device-url URL] [--no-browser] [--timeout 5m] [--scope S]... [--force] [--store FILE] [client flags]
@@ -23,6 +24,18 @@
 //	bearer exchange  --code C --redirect-uri U [--verifier V] [--force] [--store FILE] [client flags]
 //	bearer request   [-X METHOD] [-H 'K: V']... [-d BODY] [--store FILE] [client flags] URL
 //	bearer logout    [--revocation-url URL] [--store FILE] [client flags]
+//
+// serve runs the fake OpenTicket of package bearertest until interrupted:
+// token, authorization (approving at once, or with --consent a small
+// consent page), device authorization and revocation endpoints, and a
+// protected API under /api/. It prints its URLs, the client ID and the
+// client secret it accepts (made up for the run, unless --client-secret
+// gives one) and an export line for another terminal's environment. --tls
+// serves https with a self-signed certificate made at start, printed or
+// written to --cert (the export line then sets SSL_CERT_FILE). Its fault
+// options are flags: each --fault queues misbehaviour for the next token
+// requests, such as --fault status=503,count=3,retry-after=2s or --fault
+// consume,reset (the token rotates and the answer is lost).
 //
 // demo runs concurrent workers through a [bearer.Transport] for a while,
 // across several rotations and one revoked access token, and checks that no

@@ -75,6 +75,7 @@ type command struct {
 // variable would form an initialization cycle through flagSet.
 func commands() []command {
 	return []command{
+		{"serve", "run a fake OpenTicket (token, authorization, device and revocation endpoints, an API) until interrupted", (*app).serve},
 		{"demo", "run concurrent requests against an in-process token server and check the invariants", (*app).demo},
 		{"login", "authorize the app in a browser (or with --device, on any device) and store its token", (*app).login},
 		{"token", "print a valid access token, refreshing and saving it as needed", (*app).token},
