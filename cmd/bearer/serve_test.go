@@ -46,44 +46,79 @@ func startServe(t *testing.T, args ...string) *served {
 	return s
 }
 
-// The README's "Your first token", on a fresh machine: bearer serve in one
-// terminal; bearer login and bearer request in another, with what serve
-// printed in the environment.
+// readmeFirstToken returns the commands of the README's "Your first
+// token", before it turns to OpenTicket, as argument lists.
+func readmeFirstToken(t *testing.T) [][]string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, sec, ok := strings.Cut(string(b), "\n## Your first token\n")
+	sec, _, _ = strings.Cut(sec, "The same against OpenTicket")
+	if !ok {
+		t.Fatal(`README.md has no "## Your first token"`)
+	}
+	var cmds [][]string
+	for _, line := range strings.Split(sec, "\n") {
+		line, _, _ = strings.Cut(line, " #")
+		if f := strings.Fields(line); len(f) > 0 && f[0] == "bearer" {
+			cmds = append(cmds, f[1:])
+		}
+	}
+	return cmds
+}
+
+// The README's "Your first token", as written there, on a fresh machine:
+// bearer serve in one terminal; bearer login and bearer request in another,
+// with the export line serve printed in the environment.
 func TestFirstToken(t *testing.T) {
 	t.Parallel()
-	s := startServe(t)
+	cmds := readmeFirstToken(t)
+	if len(cmds) != 3 || cmds[0][0] != "serve" || cmds[1][0] != "login" || cmds[2][0] != "request" {
+		t.Fatalf("README's first token = %q, want serve, login and request", cmds)
+	}
+	// Tests use no fixed port: serve's default address is replaced.
+	const readmeAddr = "127.0.0.1:9400"
+	s := startServe(t, cmds[0][1:]...)
+	addr := strings.TrimPrefix(strings.TrimSuffix(s.env["OAUTH_TOKEN_URL"], "/tokens"), "http://")
 	home := t.TempDir() // nothing in it: no ~/.config yet
 	env := map[string]string{"HOME": home}
 	for k, v := range s.env {
 		env[k] = v
-	}
-	api := strings.TrimSuffix(s.env["OAUTH_TOKEN_URL"], "/tokens") + "/api/hello"
-	if !strings.Contains(s.stdout.String(), "bearer request "+api) {
-		t.Errorf("serve's output does not show the request to make:\n%s", s.stdout)
 	}
 	b := newBrowser(t, func(b *browser, u string) { b.get(u) })
 	cli := func(args ...string) result {
 		var out, errOut bytes.Buffer
 		a := &app{stdin: strings.NewReader(""), stdout: &out, stderr: &errOut,
 			env: func(k string) string { return env[k] }, now: time.Now, open: b.open}
+		for i := range args {
+			args[i] = strings.ReplaceAll(args[i], readmeAddr, addr)
+		}
 		code := a.run(t.Context(), args)
 		return result{code, out.String(), errOut.String()}
 	}
+	if api := strings.ReplaceAll(cmds[2][1], readmeAddr, addr); !strings.Contains(s.stdout.String(), "bearer request "+api) {
+		t.Errorf("serve's output does not show README's request %s:\n%s", api, s.stdout)
+	}
 
-	r := cli("request", api)
+	r := cli(cmds[2]...) // before login: the first run says what to do
 	wantCode(t, r, exitReauthorize)
 	if !strings.Contains(r.stderr, "no token stored: run bearer login or bearer import") {
 		t.Errorf("request before login: stderr = %q, want it to say to log in", r.stderr)
 	}
-	wantCode(t, cli("login"), exitOK)
+	wantCode(t, cli(cmds[1]...), exitOK)
 	b.wg.Wait()
-	r = cli("request", api)
+	r = cli(cmds[2]...)
 	wantCode(t, r, exitOK)
 	if !strings.Contains(r.stdout, `"ok":true`) || !strings.Contains(r.stdout, `"path":"/api/hello"`) {
 		t.Errorf("request stdout = %q, want the API's answer", r.stdout)
 	}
 	if _, err := os.Stat(filepath.Join(home, ".config", "bearer", "token.json")); err != nil {
 		t.Errorf("the default store: %v", err)
+	}
+	if r := cli("serve", "-h"); !strings.Contains(r.stderr, `(default "`+readmeAddr+`")`) {
+		t.Errorf("serve's default address is not README's %s:\n%s", readmeAddr, r.stderr)
 	}
 
 	s.stop()
