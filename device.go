@@ -50,7 +50,9 @@ func (c *Config) DeviceAuth(ctx context.Context, prompt func(userCode, verificat
 	if err != nil {
 		return nil, err
 	}
-	prompt(da.UserCode, da.verificationURI(), da.VerificationURIComplete)
+	if prompt != nil {
+		prompt(da.UserCode, da.verificationURI(), da.VerificationURIComplete)
+	}
 
 	if da.ExpiresIn.set && da.ExpiresIn.n > 0 {
 		var cancel context.CancelFunc

@@ -434,3 +434,26 @@ func TestLoginDevice(t *testing.T) {
 		})
 	}
 }
+
+// --device --no-browser shows the code and where to enter it, and opens
+// nothing: the person enters the code elsewhere.
+func TestLoginDeviceNoBrowser(t *testing.T) {
+	t.Parallel()
+	f := loginFixture(t, bearertest.Config{DeviceInterval: time.Second})
+	f.open = func(u string) error {
+		t.Errorf("opened %s despite --no-browser", u)
+		return nil
+	}
+	stderr, done := f.start(t, 0, "login", "--device", "--no-browser", "--store", f.store)
+	stderr.waitFor("bearer: waiting up to")
+	_, rest, _ := strings.Cut(stderr.String(), "/device/verify and enter the code\n\n  ")
+	code, _, _ := strings.Cut(rest, "\n")
+	b := newBrowser(t, func(b *browser, u string) { b.get(u) })
+	b.open(f.srv.URL + "/device/verify?user_code=" + url.QueryEscape(code))
+	if got := <-done; got != exitOK {
+		t.Fatalf("exit status = %d, want 0\n%s", got, stderr)
+	}
+	if !f.srv.Alive(f.stored(t).RefreshToken) {
+		t.Error("the stored refresh token is not alive")
+	}
+}
