@@ -21,6 +21,9 @@ type Config struct {
 	// sends a person to, with any extra parameters the server wants in its
 	// query. It has no default: "" makes AuthCodeURL fail.
 	AuthURL string
+	// DeviceAuthURL is the device authorization endpoint (RFC 8628) of
+	// [Config.DeviceAuth]. It has no default: "" makes DeviceAuth fail.
+	DeviceAuthURL string
 	// RevocationURL is the revocation endpoint (RFC 7009) that
 	// [Source.Revoke] sends the refresh token to. It has no default: ""
 	// makes Revoke fail and send nothing.
@@ -76,8 +79,10 @@ type Config struct {
 
 	// Now is the clock; nil means time.Now. Tests inject a fake one.
 	Now func() time.Time
-	// Logger receives debug lines for refreshes and warnings for failures,
-	// never a secret; nil means silent.
+	// Logger receives debug lines for refreshes and for each request to
+	// the server as it happens (each attempt, its outcome, each wait
+	// before a retry), and warnings for failures, never a secret; nil
+	// means silent.
 	Logger *slog.Logger
 	// Hooks are called on the events of a Source; nil fields mean none.
 	Hooks Hooks

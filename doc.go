@@ -22,9 +22,9 @@
 // # Quick start
 //
 // Obtain the first token once (send a person to [Config.AuthCodeURL] and
-// pass the code the redirect brings back to [Config.Exchange]; or run the
-// bearer command's login), save it in a store, and let a Source keep it
-// fresh:
+// pass the code the redirect brings back to [Config.Exchange], or use
+// [Config.DeviceAuth] on a machine without a browser; or run the bearer
+// command's login), save it in a store, and let a Source keep it fresh:
 //
 //	cfg := bearer.Config{
 //		ClientID:     os.Getenv("OAUTH_CLIENT_ID"),

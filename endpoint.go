@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"net/netip"
@@ -129,7 +130,7 @@ func (c *Config) retrieve(ctx context.Context, params map[string]string, secrets
 	if err != nil {
 		return nil, err
 	}
-	return c.retry(ctx, func() (*Token, *RetrieveError) {
+	return c.retry(ctx, "token request ("+params["grant_type"]+")", c.tokenURL(), func() (*Token, *RetrieveError) {
 		tok, rerr := c.send(ctx, body, contentType, secrets)
 		if tok != nil {
 			tok.issuer = c.record()
@@ -158,10 +159,30 @@ func (c *Config) prepare(field, endpoint string, params map[string]string, secre
 // retry calls send until it succeeds, fails for good, has failed
 // MaxRetries+1 times, or ctx ends, waiting with backoff (or Retry-After)
 // between attempts. A token returned with an error (an unusable answer
-// that rotated) ends it at once.
-func (c *Config) retry(ctx context.Context, send func() (*Token, *RetrieveError)) (*Token, error) {
+// that rotated) ends it at once. Each attempt, its outcome and each wait
+// go to the Logger as they happen; what names the request and endpoint its
+// URL, neither of them secret.
+func (c *Config) retry(ctx context.Context, what, endpoint string, send func() (*Token, *RetrieveError)) (*Token, error) {
+	l := c.Logger
+	if l != nil {
+		if u, err := url.Parse(endpoint); err == nil {
+			endpoint = u.Redacted()
+		}
+		l = l.With(slog.String("request", what), slog.String("url", endpoint))
+	}
 	for attempt := 1; ; attempt++ {
+		start := time.Now()
+		if l != nil {
+			l.LogAttrs(ctx, slog.LevelDebug, "bearer: sending", slog.Int("attempt", attempt))
+		}
 		tok, rerr := send()
+		if l != nil {
+			outcome := slog.String("outcome", "ok")
+			if rerr != nil {
+				outcome = slog.String("outcome", rerr.Error())
+			}
+			l.LogAttrs(ctx, slog.LevelDebug, "bearer: answered", slog.Int("attempt", attempt), outcome, slog.Duration("took", time.Since(start)))
+		}
 		if rerr == nil {
 			return tok, nil
 		}
@@ -180,6 +201,9 @@ func (c *Config) retry(ctx context.Context, send func() (*Token, *RetrieveError)
 		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
 			// Waiting would outlast the refresh: give the answer now.
 			return nil, rerr
+		}
+		if l != nil {
+			l.LogAttrs(ctx, slog.LevelDebug, "bearer: waiting before the next attempt", slog.Duration("wait", wait), slog.Bool("retry_after", rerr.RetryAfter > 0))
 		}
 		t := time.NewTimer(wait)
 		select {

@@ -1,10 +1,12 @@
 package bearer
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"maps"
 	"net/http"
 	"net/url"
@@ -856,4 +858,48 @@ func TestRetryAfterParse(t *testing.T) {
 // containsFold reports whether s contains sub, ignoring case.
 func containsFold(s, sub string) bool {
 	return strings.Contains(strings.ToLower(s), strings.ToLower(sub))
+}
+
+// TestRetriesLogged: with a Logger, each attempt, its outcome and each
+// wait before a retry are logged as they happen, without a secret.
+func TestRetriesLogged(t *testing.T) {
+	srv := bearertest.NewServer(bearertest.Config{})
+	defer srv.Close()
+	g := srv.Issue()
+	srv.InjectFault(bearertest.Fault{Status: http.StatusServiceUnavailable})
+	var buf bytes.Buffer
+	cfg := Config{
+		TokenURL:     srv.TokenURL(),
+		ClientID:     bearertest.DefaultClientID,
+		ClientSecret: bearertest.DefaultClientSecret,
+		RetryBackoff: time.Millisecond,
+		Logger:       slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	}
+	tok, err := cfg.refreshGrant(t.Context(), g.RefreshToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, line := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
+		_, msg, _ := strings.Cut(line, `msg="`)
+		msg, _, _ = strings.Cut(msg, `"`)
+		got = append(got, msg)
+		if !strings.Contains(line, `request="token request (refresh_token)" url=`+srv.TokenURL()) {
+			t.Errorf("log line %q does not name the request and its URL", line)
+		}
+	}
+	want := []string{"bearer: sending", "bearer: answered", "bearer: waiting before the next attempt", "bearer: sending", "bearer: answered"}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("log = %q, want %q", got, want)
+	}
+	for _, w := range []string{"attempt=1 outcome=\"bearer: token endpoint: status 503", "attempt=2 outcome=ok", "wait="} {
+		if !strings.Contains(buf.String(), w) {
+			t.Errorf("log lacks %q:\n%s", w, buf.String())
+		}
+	}
+	for _, secret := range []string{g.RefreshToken, tok.RefreshToken, tok.AccessToken, bearertest.DefaultClientSecret} {
+		if strings.Contains(buf.String(), secret) {
+			t.Errorf("the log holds a secret:\n%s", buf.String())
+		}
+	}
 }

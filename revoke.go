@@ -101,7 +101,7 @@ func (c *Config) revoke(ctx context.Context, t *Token) error {
 	if err != nil {
 		return err
 	}
-	_, err = c.retry(ctx, func() (*Token, *RetrieveError) {
+	_, err = c.retry(ctx, "revocation request", c.RevocationURL, func() (*Token, *RetrieveError) {
 		resp, data, rerr := c.post(ctx, c.RevocationURL, body, contentType)
 		if rerr != nil {
 			rerr.endpoint = "revocation endpoint"

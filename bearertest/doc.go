@@ -8,6 +8,19 @@
 // refresh_token_expires_in and info. Under {URL}/api/ it serves a protected
 // API that accepts only live access tokens.
 //
+// It also plays the parts a person plays: an authorization endpoint
+// ({URL}/authorize, [Server.AuthURL]) that approves a well-formed request at
+// once, or shows a consent page ([Config.Consent]), and redirects with a
+// single-use code bound to its PKCE challenge; a device authorization
+// endpoint (RFC 8628, [Server.DeviceAuthURL]) with its verification page,
+// polling interval and slow_down; and a revocation endpoint (RFC 7009,
+// [Server.RevocationURL]) that kills the family of the token it is given.
+// A test plays the browser with an http.Client that follows redirects.
+//
+// [NewUnstartedServer] and [Server.Handler] serve all of it from a mux or a
+// server of your own, and [Server.StartTLS] over https; the bearer
+// command's serve runs it outside tests.
+//
 // The package imports nothing but the standard library, so that any package,
 // including the root bearer package's internal tests, can use it.
 //

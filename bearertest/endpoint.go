@@ -20,6 +20,9 @@ import (
 // maxRequestBody bounds what the token endpoint reads from a request.
 const maxRequestBody = 1 << 20
 
+// deviceGrantType is the grant_type of RFC 8628 section 3.4.
+const deviceGrantType = "urn:ietf:params:oauth:grant-type:device_code"
+
 // answer is a token endpoint response before it is written, so that faults
 // can mangle it.
 type answer struct {
@@ -40,6 +43,7 @@ type tokenParams struct {
 	RedirectURI  string `json:"redirect_uri"`
 	CodeVerifier string `json:"code_verifier"`
 	Token        string `json:"token"` // of a revocation
+	DeviceCode   string `json:"device_code"`
 }
 
 func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
@@ -91,6 +95,8 @@ func (s *Server) process(r *http.Request, body []byte) answer {
 		return s.refreshLocked(p, now)
 	case "authorization_code":
 		return s.exchangeLocked(p, now)
+	case deviceGrantType:
+		return s.deviceGrantLocked(p, now)
 	case "client_credentials":
 		s.stats.ClientCredentials++
 		return s.grantAnswer(s.issueLocked(nil, now), now)
@@ -283,6 +289,7 @@ func paramsFromValues(v map[string][]string) tokenParams {
 		RedirectURI:  get("redirect_uri"),
 		CodeVerifier: get("code_verifier"),
 		Token:        get("token"),
+		DeviceCode:   get("device_code"),
 	}
 }
 

@@ -3,6 +3,7 @@ package bearertest
 import (
 	"context"
 	"crypto/rand"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"log"
@@ -47,6 +48,12 @@ type Config struct {
 	// family's head. Zero means no grace.
 	ReuseGrace time.Duration
 
+	// DeviceInterval is the polling interval the device authorization
+	// endpoint asks for (sent in whole seconds, at least one); polling
+	// sooner is answered slow_down, which adds five seconds. Zero means
+	// five seconds, the default of RFC 8628.
+	DeviceInterval time.Duration
+
 	// Consent makes the authorization endpoint answer a GET with a small
 	// consent page, for a person at a browser; false approves every
 	// well-formed request at once, as a test wants.
@@ -67,13 +74,14 @@ type Config struct {
 //
 // A Server is safe for concurrent use by multiple goroutines.
 type Server struct {
-	// URL is the base URL of the form http://127.0.0.1:port, with no
-	// trailing slash.
+	// URL is the base URL of the form http://127.0.0.1:port (https after
+	// StartTLS), with no trailing slash; "" until the server is started.
 	URL string
 
 	cfg       Config
-	hs        *httptest.Server
-	done      chan struct{} // closed by Close; every wait selects on it
+	handler   http.Handler
+	hs        *httptest.Server // nil until started
+	done      chan struct{}    // closed by Close; every wait selects on it
 	closeOnce sync.Once
 
 	// writers counts fault writers in progress; tests wait on it to see
@@ -85,7 +93,8 @@ type Server struct {
 	refresh  map[string]*refreshToken
 	access   map[string]*accessToken
 	codes    map[string]*authCode
-	faults   []Fault // pending, in injection order; Count is what remains
+	devices  map[string]*deviceCode // by device code
+	faults   []Fault                // pending, in injection order; Count is what remains
 	stats    Stats
 	nfam     int
 }
@@ -93,6 +102,16 @@ type Server struct {
 // NewServer starts a Server on 127.0.0.1 configured by cfg. The caller must
 // call [Server.Close] when done.
 func NewServer(cfg Config) *Server {
+	s := NewUnstartedServer(cfg)
+	s.Start()
+	return s
+}
+
+// NewUnstartedServer returns a Server that does not listen yet, as
+// httptest.NewUnstartedServer does: call [Server.Start] or
+// [Server.StartTLS], or serve its [Server.Handler] yourself. The caller
+// must call [Server.Close] when done.
+func NewUnstartedServer(cfg Config) *Server {
 	if cfg.ClientID == "" {
 		cfg.ClientID = DefaultClientID
 	}
@@ -105,6 +124,9 @@ func NewServer(cfg Config) *Server {
 	if cfg.RefreshLifetime <= 0 {
 		cfg.RefreshLifetime = 24 * time.Hour
 	}
+	if cfg.DeviceInterval <= 0 {
+		cfg.DeviceInterval = 5 * time.Second
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -115,19 +137,47 @@ func NewServer(cfg Config) *Server {
 		refresh:  make(map[string]*refreshToken),
 		access:   make(map[string]*accessToken),
 		codes:    make(map[string]*authCode),
+		devices:  make(map[string]*deviceCode),
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/tokens", s.serveToken)
 	mux.HandleFunc("/authorize", s.serveAuthorize)
+	mux.HandleFunc("/device", s.serveDevice)
+	mux.HandleFunc("/device/verify", s.serveVerify)
 	mux.HandleFunc("/revoke", s.serveRevoke)
 	mux.HandleFunc("/api/", s.serveAPI)
-	hs := httptest.NewUnstartedServer(mux)
+	s.handler = mux
+	return s
+}
+
+// Handler returns the server's handler, for a mux of your own or a server
+// you run: its paths are /tokens, /authorize, /device, /device/verify,
+// /revoke and /api/, as the URL methods name them. The absolute URLs in its
+// answers are built from each request's Host.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Start starts the server on a free port of 127.0.0.1 and sets URL. It
+// panics if the server was started already.
+func (s *Server) Start() { s.start(false) }
+
+// StartTLS starts the server with TLS, using httptest's certificate for
+// 127.0.0.1, which [Server.Client] trusts, and sets URL to https.
+func (s *Server) StartTLS() { s.start(true) }
+
+func (s *Server) start(tls bool) {
+	if s.hs != nil {
+		panic("bearertest: Server started twice")
+	}
+	hs := httptest.NewUnstartedServer(s.handler)
 	// Clients that hang up mid-fault make net/http log; tests want quiet.
 	hs.Config.ErrorLog = log.New(io.Discard, "", 0)
-	hs.Start()
+	if tls {
+		hs.StartTLS()
+	} else {
+		hs.Start()
+	}
 	s.hs = hs
 	s.URL = hs.URL
-	return s
 }
 
 // String describes s by its URL; the tokens it issued and the client
@@ -172,6 +222,12 @@ func (s *Server) TokenURL() string { return s.URL + "/tokens" }
 // Codes are single use and live ten minutes.
 func (s *Server) AuthURL() string { return s.URL + "/authorize" }
 
+// DeviceAuthURL returns the device authorization endpoint (RFC 8628),
+// URL + "/device". Its verification URI is URL + "/device/verify", where a
+// GET with the user_code approves the device at once (or shows the consent
+// page with [Config.Consent]) and a POST with decision=deny denies it.
+func (s *Server) DeviceAuthURL() string { return s.URL + "/device" }
+
 // RevocationURL returns the revocation endpoint (RFC 7009), URL +
 // "/revoke". Revoking a refresh or access token revokes its whole family.
 func (s *Server) RevocationURL() string { return s.URL + "/revoke" }
@@ -182,9 +238,24 @@ func (s *Server) RevocationURL() string { return s.URL + "/revoke" }
 // error="insufficient_scope" even then.
 func (s *Server) APIURL() string { return s.URL + "/api/" }
 
-// Client returns an HTTP client configured for the server. Close closes its
-// idle connections.
-func (s *Server) Client() *http.Client { return s.hs.Client() }
+// Client returns an HTTP client configured for the server (it trusts the
+// certificate of StartTLS). Close closes its idle connections. An unstarted
+// server's is http.DefaultClient.
+func (s *Server) Client() *http.Client {
+	if s.hs == nil {
+		return http.DefaultClient
+	}
+	return s.hs.Client()
+}
+
+// Certificate returns the certificate of a server started with StartTLS,
+// and nil otherwise.
+func (s *Server) Certificate() *x509.Certificate {
+	if s.hs == nil || s.hs.TLS == nil {
+		return nil
+	}
+	return s.hs.Certificate()
+}
 
 // Close stops fault writers and delays in progress, closes all client
 // connections and shuts the server down, blocking until every request
@@ -192,6 +263,9 @@ func (s *Server) Client() *http.Client { return s.hs.Client() }
 func (s *Server) Close() {
 	s.closeOnce.Do(func() {
 		close(s.done)
+		if s.hs == nil {
+			return
+		}
 		// Active connections are closed too, so that a handler blocked in
 		// a write to a client that stopped reading cannot hold Close up.
 		s.hs.CloseClientConnections()
@@ -205,8 +279,11 @@ type Stats struct {
 	Refreshes         int // refresh_token grants that rotated a token
 	Exchanges         int // successful authorization_code grants
 	ClientCredentials int // successful client_credentials grants
-	Authorizations    int // authorization requests approved, each with a new code
-	Denials           int // authorization requests denied
+	Authorizations    int // authorization requests and device codes approved
+	Denials           int // authorization requests and device codes denied
+	DeviceCodes       int // device codes issued by the device authorization endpoint
+	DeviceGrants      int // device_code grants that issued a token
+	SlowDowns         int // device_code grants answered slow_down
 	ReuseAttempts     int // spent refresh tokens presented again
 	GraceReuses       int // reuses answered within ReuseGrace with the already issued pair
 	Revocations       int // families revoked, by reuse detection, RevokeFamily or the revocation endpoint

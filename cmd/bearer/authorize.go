@@ -88,14 +88,8 @@ func (a *app) exchange(ctx context.Context, args []string) int {
 	}
 	cfg := a.config(cf)
 	tok, err := cfg.Exchange(ctx, *code, *redirectURI, *verifier)
-	if errors.Is(err, bearer.ErrReauthorize) {
-		// invalid_grant answers an exchange about the code, not a
-		// refresh token.
-		fmt.Fprintf(a.stderr, "bearer: the authorization code was rejected (expired, already used, or the redirect URI or verifier do not match): authorize the app again for a new code\nbearer: detail: %v\n", err)
-		return exitReauthorize
-	}
 	if err != nil {
-		return a.fail(err, path)
+		return a.exchangeFailed(err)
 	}
 	return a.keep(ctx, path, tok, *force)
 }

@@ -1,5 +1,5 @@
 // Command bearer keeps an OAuth 2.0 token pair for a script or a person:
-// it stores the token response of an authorization, prints a valid access
+// it gets the first token from a person (login), prints a valid access
 // token on demand (refreshing and saving the rotated refresh token as
 // needed), sends authenticated requests, and demonstrates the bearer
 // package against an in-process OpenTicket server.
@@ -14,7 +14,10 @@
 //
 // # Usage
 //
+//	bearer serve     [--addr 127.0.0.1:9400] [--tls [--cert FILE]] [--consent] [--fault SPEC]... [server flags]
 //	bearer demo      [-duration 10s] [-workers 8] [-access-lifetime 2s] [-latency 0]
+//	bearer login     [--auth-url URL] [--port N] [--no-browser] [--timeout 5m] [--scope S]... [--param K=V]... [--force] [--store FILE] [client flags]
+//	bearer login     --device [--device-url URL] [--no-browser] [--timeout 5m] [--scope S]... [--force] [--store FILE] [client flags]
 //	bearer token     [--store FILE] [client flags]
 //	bearer status    [--store FILE]
 //	bearer import    [--store FILE] [--form] [--force] [--token-url URL] [--client-id ID] < response.json
@@ -22,10 +25,36 @@
 //	bearer request   [-X METHOD] [-H 'K: V']... [-d BODY] [--store FILE] [client flags] URL
 //	bearer logout    [--revocation-url URL] [--store FILE] [client flags]
 //
+// serve runs the fake OpenTicket of package bearertest until interrupted:
+// token, authorization (approving at once, or with --consent a small
+// consent page), device authorization and revocation endpoints, and a
+// protected API under /api/. It prints its URLs, the client ID and the
+// client secret it accepts (made up for the run, unless --client-secret
+// gives one) and an export line for another terminal's environment. --tls
+// serves https with a self-signed certificate made at start, printed or
+// written to --cert (the export line then sets SSL_CERT_FILE). Its fault
+// options are flags: each --fault queues misbehaviour for the next token
+// requests, such as --fault status=503,count=3,retry-after=2s or --fault
+// consume,reset (the token rotates and the answer is lost).
+//
 // demo runs concurrent workers through a [bearer.Transport] for a while,
 // across several rotations and one revoked access token, and checks that no
 // request failed, no refresh token was spent twice and the chain of refresh
 // tokens is still alive.
+//
+// login gets the first token from a person. By default it follows RFC 8252
+// for native apps: it listens on 127.0.0.1 (a free port, or --port for a
+// server that registers a fixed redirect URI), opens the authorization URL
+// (--auth-url or $OAUTH_AUTH_URL, which has no default) with state and a
+// PKCE S256 challenge in the user's browser, or prints it with
+// --no-browser, waits (--timeout) for the browser to come back to
+// http://127.0.0.1:PORT/callback, checks the state, exchanges the code with
+// its verifier and stores the token. With --device it uses the device
+// authorization grant of RFC 8628 instead (--device-url or
+// $OAUTH_DEVICE_AUTH_URL), for a machine without a browser: it shows a code
+// and where to enter it, on any device, and polls until the person
+// approves. Like import, it never replaces a live token without --force, and
+// it checks that before the person is asked anything.
 //
 // token prints the access token and a newline, nothing else, for
 // scripts:
@@ -71,17 +100,23 @@
 //
 // # Client flags
 //
-// token, exchange and request talk to the token endpoint:
+// login, token, exchange, request and logout talk to the token endpoint:
 //
 //	--token-url URL        the token endpoint (default $OAUTH_TOKEN_URL, else OpenTicket's, bearer.DefaultTokenURL)
 //	--client-id ID         the client ID (default $OAUTH_CLIENT_ID)
 //	--client-secret SECRET the client secret (default $OAUTH_CLIENT_SECRET)
 //	--form                 send form-encoded token requests instead of JSON
 //	--basic                send the client credentials with HTTP Basic auth
-//	-v                     log refreshes to standard error (never a secret)
+//	-v                     log each request to the server as it happens: attempt, outcome,
+//	                       each wait before a retry (standard error; never a secret)
 //
 // Prefer the environment for the secret: command lines are visible to other
 // users of the machine.
+//
+// Without -v, token and request say nothing while they work, unless a wait
+// lasts over two seconds: then one line on standard error says what they
+// wait for (the token endpoint, another process holding the store's lock,
+// or the request's own server).
 //
 // A stored token records the token endpoint and client it was issued to
 // (import records the ones its --token-url and --client-id, or the
@@ -93,19 +128,23 @@
 //	0  success
 //	1  failure: the request failed or was answered with a non-2xx status,
 //	   the demo found a broken invariant, the store could not be read or
-//	   written, a live token is stored and --force was not given, or
-//	   another error
+//	   written, a live token is stored and --force was not given, login's
+//	   redirect brought another state than the login's (a stale tab or a
+//	   forged redirect: nothing is exchanged), or another error
 //	2  usage error: unknown subcommand, bad flag or argument, or a
 //	   configuration the library refuses (such as a token sent over plain
 //	   http to a host that is not loopback, or a stored token issued to
 //	   another token endpoint or client than the one configured)
 //	3  reauthorization needed: no token is stored, or the refresh token
-//	   expired, was revoked or was already used (or, for exchange, the
-//	   authorization code was rejected); run bearer exchange or bearer
-//	   import with a new authorization
-//	4  temporarily unavailable: the token endpoint could not be reached,
-//	   timed out, or answered 5xx or 429; trying again later may succeed,
-//	   and the stored token is unchanged
+//	   expired, was revoked or was already used; or, for login and
+//	   exchange, the person denied the authorization or the authorization
+//	   code was rejected (expired, or used already); run bearer login
+//	4  temporarily unavailable: the token endpoint (or, for logout, the
+//	   revocation endpoint) could not be reached, timed out, or answered
+//	   5xx or 429; trying again later may succeed, and the stored token is
+//	   unchanged
+//	5  login timed out: the browser did not come back, or the device code
+//	   was not approved, in time; nothing was stored
 //
 // Errors go to standard error as a plain explanation. Nothing bearer prints
 // holds the refresh token or the client secret, and only token prints the

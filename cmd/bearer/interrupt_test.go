@@ -3,10 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -27,18 +23,7 @@ func TestTokenInterruptedDuringRefresh(t *testing.T) {
 
 	// A gate in front of the token endpoint holds the refresh until the
 	// command has been interrupted.
-	arrived, release := make(chan struct{}), make(chan struct{})
-	target, err := url.Parse(f.srv.TokenURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxy := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: target.Scheme, Host: target.Host})
-	gate := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		close(arrived)
-		<-release
-		proxy.ServeHTTP(w, r)
-	}))
-	defer gate.Close()
+	gt := newGate(t, f.srv.TokenURL())
 
 	ctx, interrupt := context.WithCancel(t.Context())
 	var out, errOut bytes.Buffer
@@ -46,11 +31,11 @@ func TestTokenInterruptedDuringRefresh(t *testing.T) {
 		env: func(k string) string { return f.env[k] }, now: f.clock.Now}
 	done := make(chan int)
 	go func() {
-		done <- a.run(ctx, []string{"token", "--store", f.store, "--token-url", gate.URL + target.Path})
+		done <- a.run(ctx, []string{"token", "--store", f.store, "--token-url", gt.url})
 	}()
-	<-arrived
+	<-gt.arrived
 	interrupt()
-	close(release)
+	close(gt.release)
 	code := <-done
 
 	if code == exitOK {

@@ -13,14 +13,10 @@ func (a *app) logout(ctx context.Context, args []string) int {
 	revocation := fs.String("revocation-url", "", "the server's revocation endpoint `URL` (default $OAUTH_REVOCATION_URL; there is no other default)")
 	store := storeFlag(fs)
 	cf := addClientFlags(fs)
-	if code, ok := a.parseFlags(fs, args); !ok {
-		return code
-	}
-	path, code, ok := a.storeFile(fs, *store)
+	path, cfg, code, ok := a.parseClient(fs, args, store, cf)
 	if !ok {
 		return code
 	}
-	cfg := a.config(cf)
 	cfg.RevocationURL = a.flagOrEnv(*revocation, "OAUTH_REVOCATION_URL")
 	if cfg.RevocationURL == "" {
 		return a.usageError(fs, "no revocation endpoint: pass --revocation-url or set OAUTH_REVOCATION_URL (the server's documentation names it)")

@@ -26,6 +26,7 @@ const (
 	exitUsage       = 2
 	exitReauthorize = 3
 	exitUnavailable = 4
+	exitTimeout     = 5
 )
 
 func main() {
@@ -38,7 +39,7 @@ func main() {
 // run runs the command line args (without the program name) and returns
 // the exit status. env looks up environment variables.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, env func(string) string) int {
-	a := &app{stdin: stdin, stdout: stdout, stderr: stderr, env: env, now: time.Now}
+	a := &app{stdin: stdin, stdout: stdout, stderr: stderr, env: env, now: time.Now, open: openBrowser}
 	return a.run(ctx, args)
 }
 
@@ -60,6 +61,8 @@ type app struct {
 	stdout, stderr io.Writer
 	env            func(string) string
 	now            func() time.Time
+	open           func(url string) error // opens a URL in the user's browser
+	slow           time.Duration          // how long a wait is silent; 0 means slowWait
 }
 
 type command struct {
@@ -72,7 +75,9 @@ type command struct {
 // variable would form an initialization cycle through flagSet.
 func commands() []command {
 	return []command{
+		{"serve", "run a fake OpenTicket (token, authorization, device and revocation endpoints, an API) until interrupted", (*app).serve},
 		{"demo", "run concurrent requests against an in-process token server and check the invariants", (*app).demo},
+		{"login", "authorize the app in a browser (or with --device, on any device) and store its token", (*app).login},
 		{"token", "print a valid access token, refreshing and saving it as needed", (*app).token},
 		{"status", "describe the stored token, without its secrets", (*app).status},
 		{"import", "store a token response (JSON) read from standard input", (*app).importToken},
@@ -112,7 +117,7 @@ func (a *app) usage(w io.Writer) {
 		fmt.Fprintf(w, "  %-9s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintf(w, "\nRun bearer <command> -h for its flags.\n")
-	fmt.Fprintf(w, "\nexit status: 0 ok, 1 failure, 2 usage, 3 authorize the app again, 4 token endpoint unavailable\n")
+	fmt.Fprintf(w, "\nexit status: 0 ok, 1 failure, 2 usage, 3 authorize the app again (or authorization denied), 4 server unavailable, 5 timed out waiting for the authorization\n")
 }
 
 // flagSet returns a FlagSet for the subcommand whose -h prints the
@@ -167,6 +172,19 @@ func (a *app) storeFile(fs *flag.FlagSet, flagValue string) (path string, code i
 		return "", a.usageError(fs, "%v", err), false
 	}
 	return path, exitOK, true
+}
+
+// parseClient parses the flags of a command that takes no arguments and
+// talks to the token endpoint, and returns its store file and Config. ok
+// is false when the command must end, with code.
+func (a *app) parseClient(fs *flag.FlagSet, args []string, store *string, cf *clientFlags) (path string, cfg bearer.Config, code int, ok bool) {
+	if code, ok := a.parseFlags(fs, args); !ok {
+		return "", cfg, code, false
+	}
+	if path, code, ok = a.storeFile(fs, *store); !ok {
+		return "", cfg, code, false
+	}
+	return path, a.config(cf), exitOK, true
 }
 
 // usageError reports a mistake in the arguments.
@@ -249,7 +267,7 @@ func addClientFlags(fs *flag.FlagSet) *clientFlags {
 	fs.StringVar(&c.secret, "client-secret", "", "client `secret` (default $OAUTH_CLIENT_SECRET; prefer the environment, command lines are visible to others)")
 	fs.BoolVar(&c.form, "form", false, "send token requests form-encoded (RFC 6749) instead of JSON")
 	fs.BoolVar(&c.basic, "basic", false, "send the client credentials with HTTP Basic auth instead of in the body")
-	fs.BoolVar(&c.verbose, "v", false, "log token requests to standard error (never a secret)")
+	fs.BoolVar(&c.verbose, "v", false, "log each request to the server as it happens, retries and waits included, to standard error (never a secret)")
 	return c
 }
 
@@ -275,7 +293,7 @@ func (a *app) config(c *clientFlags) bearer.Config {
 
 // Messages for the errors a user can act on.
 const (
-	msgReauthorize = "the refresh token expired or was already used: authorize the app again (bearer exchange or bearer import)"
+	msgReauthorize = "the refresh token expired or was already used: authorize the app again (bearer login)"
 	msgNoToken     = "no token stored: run bearer login or bearer import (store: %s)"
 	msgMismatch    = "pass the --token-url and --client-id it was issued to (or set OAUTH_TOKEN_URL and OAUTH_CLIENT_ID), or run bearer login --force for this endpoint"
 	msgUnavailable = "the token endpoint is unreachable or failing: try again later (the stored token is unchanged)"

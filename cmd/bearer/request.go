@@ -102,10 +102,13 @@ func (a *app) request(ctx context.Context, args []string) int {
 		req.Header.Set("Content-Type", "application/json")
 	}
 
-	src := bearer.NewSource(a.config(cf), bearer.NewFileStore(path))
-	tr := &bearer.Transport{Source: src}
+	cfg := a.config(cf)
+	w := a.newWaits(&cfg, path, cf.verbose)
+	src := bearer.NewSource(cfg, bearer.NewFileStore(path))
+	tr := &bearer.Transport{Source: src, Base: w.base(req)}
 	client := &http.Client{Transport: tr}
 	code := a.send(client, req, path)
+	w.stop()
 	tr.CloseIdleConnections()
 	if err := a.closeSource(ctx, src, path); err != nil && code == exitOK {
 		return a.fail(fmt.Errorf("the new token could not be saved to %s, and the refresh token it replaced is spent: %w", path, err), path)

@@ -15,16 +15,14 @@ func (a *app) token(ctx context.Context, args []string) int {
 	fs := a.flagSet("token", "[flags]")
 	store := storeFlag(fs)
 	cf := addClientFlags(fs)
-	if code, ok := a.parseFlags(fs, args); !ok {
-		return code
-	}
-	path, code, ok := a.storeFile(fs, *store)
+	path, cfg, code, ok := a.parseClient(fs, args, store, cf)
 	if !ok {
 		return code
 	}
-
-	src := bearer.NewSource(a.config(cf), bearer.NewFileStore(path))
+	w := a.newWaits(&cfg, path, cf.verbose)
+	src := bearer.NewSource(cfg, bearer.NewFileStore(path))
 	tok, err := src.Token(ctx)
+	w.stop()
 	if cerr := a.closeSource(ctx, src, path); err == nil && cerr != nil {
 		return a.fail(fmt.Errorf("the new token could not be saved to %s, and the refresh token it replaced is spent: %w", path, cerr), path)
 	}
@@ -63,7 +61,7 @@ func (a *app) status(ctx context.Context, args []string) int {
 		fmt.Fprintf(w, "state:          the access token expired; bearer token refreshes it\n")
 	default:
 		fmt.Fprintf(w, "state:          reauthorization needed\n")
-		fmt.Fprintf(a.stderr, "bearer: the access token expired and there is no usable refresh token: authorize the app again (bearer exchange or bearer import)\n")
+		fmt.Fprintf(a.stderr, "bearer: the access token expired and there is no usable refresh token: authorize the app again (bearer login)\n")
 		return exitReauthorize
 	}
 	return exitOK
