@@ -160,8 +160,16 @@ func (s *Source) spend(ctx context.Context, w want, base *Token, interrupted boo
 		return nil, err
 	}
 	s.refreshes.Add(1)
-	s.lastRefresh.Store(s.now().UnixNano())
-	s.publish(s.head, s.now(), w.rejected != "")
+	now := s.now()
+	s.lastRefresh.Store(now.UnixNano())
+	s.publish(s.head, now, w.rejected != "")
+	if !s.satisfies(s.cur.Load(), want{}, now) {
+		// A save slower than the token's life, or a clock jump: never
+		// hand out a token already expired.
+		err = errors.New("bearer: the new token expired before it could be handed out")
+		s.finished(ctx, d, err)
+		return nil, err
+	}
 	if l := s.cfg.Logger; l != nil {
 		l.LogAttrs(ctx, slog.LevelDebug, "bearer: token refreshed", slog.Duration("took", d), slog.Time("expiry", s.head.Expiry))
 	}
