@@ -292,7 +292,11 @@ func (s *Source) Close() error {
 	defer s.releaseSem()
 	var err error
 	if s.unsaved {
-		s.persist(ctx)
+		// Read the store again, as a retry does: it may have been
+		// emptied or replaced meanwhile.
+		if serr := s.sync(ctx); serr != nil {
+			s.saveErr = serr
+		}
 		if s.unsaved {
 			err = errorf("the newest token was not saved: %w", s.saveErr)
 		}

@@ -3,7 +3,6 @@ package redisstore
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -42,20 +41,6 @@ func (l *refusingLease) CompareAndSwap(ctx context.Context, old, new *bearer.Tok
 		return err
 	}
 	l.s.saved <- struct{}{}
-	return nil
-}
-
-// msgHandler is a slog.Handler that sends each record's message to ch.
-type msgHandler struct{ ch chan string }
-
-func (h msgHandler) Enabled(context.Context, slog.Level) bool { return true }
-func (h msgHandler) WithAttrs([]slog.Attr) slog.Handler       { return h }
-func (h msgHandler) WithGroup(string) slog.Handler            { return h }
-func (h msgHandler) Handle(_ context.Context, r slog.Record) error {
-	select {
-	case h.ch <- r.Message:
-	default:
-	}
 	return nil
 }
 
