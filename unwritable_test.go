@@ -290,12 +290,15 @@ func TestUnwritableAfterRotation(t *testing.T) {
 			if len(u.disk.saved) != 0 {
 				t.Fatal("a save landed while the folder was broken")
 			}
+			failures := u.src.Stats().SaveFailures
 			mend()
+			mended := time.Now()
 			select {
 			case <-u.disk.saved:
 			case <-guard:
 				t.Fatal("the retried save did not land within a minute of the mending")
 			}
+			t.Logf("%d failed saves while broken; the retry landed %v after the mending", failures, time.Since(mended).Round(time.Millisecond))
 			if err := u.src.Close(); err != nil {
 				t.Fatalf("Close = %v, want nil: the save landed", err)
 			}
