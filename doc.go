@@ -126,18 +126,26 @@
 // returned as it is, without another refresh. [Stats] counts each request
 // not sent (Suppressed).
 //
+// A refresh that a store with a [Locker] cannot record (a read-only or
+// missing folder, a full disk) is not sent: nothing is spent, valid access
+// tokens keep being served, and after expiry Token returns the store's
+// error.
+//
 // If saving a new token fails, the token is used anyway (the old refresh
 // token is already spent, so it is the only one that works), the failure is
-// reported through [Hooks.SaveFailed], the Logger and [Stats], and the save is
-// retried in the background until it succeeds or the Source is closed; a
+// reported through [Hooks.SaveFailed], the Logger and [Stats], and the save
+// is retried in the background until it succeeds or the Source is closed; a
 // store with a [Locker] stays locked meanwhile, so that no other process
 // spends the replaced refresh token. [Source.Close] tries once more and
 // returns the error of a save that did not land.
 //
 // # Secrets
 //
-// [Token], [Config] and [Source] print themselves redacted with every fmt
-// verb and in slog output, and no error holds an access token, refresh
-// token or client secret. A Token held by value in an unexported struct field is printed by
-// fmt without calling its methods; hold it by pointer or in an exported field.
+// [Token], [Config], [Source] and the stores print themselves redacted with
+// every fmt verb and in slog output, and no error holds an access token,
+// refresh token or client secret: a token endpoint's answer is quoted only
+// with every credential of the request withheld, however the server echoed
+// it. The Token doc says where redaction stops: encoding/json (and so slog's
+// JSON handler for a Token nested in a slice, map or struct), and fmt in an
+// unexported struct field or for %p of a Token value.
 package bearer

@@ -97,7 +97,7 @@ func (f *FileStore) Save(ctx context.Context, t *Token) error {
 func (f *FileStore) Lock(ctx context.Context) (Lease, error) {
 	lock, err := lockFile(ctx, filepath.Dir(f.path))
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, errorf("file store %s: the folder does not exist: %w", f.path, ErrNoToken)
+		return nil, errorf("file store %s: the folder does not exist: %w: %w", f.path, ErrNoToken, err)
 	}
 	if err != nil {
 		return nil, errorf("file store %s: %w", filepath.Base(f.path), err)

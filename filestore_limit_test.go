@@ -47,6 +47,9 @@ func TestFileStoreKeepsLargeAnswer(t *testing.T) {
 	if got.RefreshToken != "rt-2" || string(got.Info) != info || got.RefreshToken != tok.RefreshToken {
 		t.Errorf("Load = refresh token %q, %d bytes of info; want rt-2 and the answer's %d", got.RefreshToken, len(got.Info), len(info))
 	}
+	if fi, err := os.Stat(fs.path); err == nil {
+		t.Logf("an answer with %d bytes of info is a file of %d bytes", len(info), fi.Size())
+	}
 }
 
 // fsInfoToken is fsToken with an Info of n '<'.
@@ -90,19 +93,26 @@ func TestFileStoreSizeLimit(t *testing.T) {
 			if err := fs.Save(t.Context(), atLimit); err != nil {
 				t.Fatalf("Save of a token whose file is %d bytes: %v", maxFile, err)
 			}
-			before, err := os.ReadFile(fs.path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(before) != maxFile {
-				t.Fatalf("file = %d bytes, want exactly %d", len(before), maxFile)
+			if fi, err := os.Stat(fs.path); err != nil || fi.Size() != maxFile {
+				t.Fatalf("file = %v, %v; want exactly %d bytes", fi.Size(), err, maxFile)
 			}
 			got, err := fs.Load(t.Context())
 			if err != nil {
 				t.Fatalf("Load of a file at the limit: %v", err)
 			}
-			fsTokenEqual(t, got, atLimit)
+			if got.RefreshToken != atLimit.RefreshToken || string(got.Info) != string(atLimit.Info) {
+				t.Errorf("Load of a file at the limit = another token")
+			}
 
+			// Past the limit, over a small token (one less 4 MiB read).
+			small := fsToken()
+			if err := fs.Save(t.Context(), small); err != nil {
+				t.Fatal(err)
+			}
+			before, err := os.ReadFile(fs.path)
+			if err != nil {
+				t.Fatal(err)
+			}
 			err = fs.Save(t.Context(), past)
 			if !errors.Is(err, ErrUnstorable) {
 				t.Fatalf("Save of a token one byte past the limit = %v, want ErrUnstorable", err)
@@ -115,7 +125,7 @@ func TestFileStoreSizeLimit(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := lease.CompareAndSwap(t.Context(), atLimit, past); !errors.Is(err, ErrUnstorable) {
+			if err := lease.CompareAndSwap(t.Context(), small, past); !errors.Is(err, ErrUnstorable) {
 				t.Errorf("CompareAndSwap to a token past the limit = %v, want ErrUnstorable", err)
 			}
 			if err := lease.Unlock(t.Context()); err != nil {

@@ -398,10 +398,12 @@ func (h rdTee) WithGroup(n string) slog.Handler { return rdTee{h[0].WithGroup(n)
 const rdSecret2 = "CS/SECRET+55de=="
 
 func FuzzRedact(f *testing.F) {
+	// The top four bits of wraps make the excerpt long enough to show the
+	// secret: 24 + 16*15 bytes.
 	for k := range rdEncodings {
-		f.Add(rdSecret, "<p>bad token  in request</p>", []byte{byte(k)}, uint8(0))
+		f.Add(rdSecret, "<p>bad token  in request</p>", []byte{byte(k)}, uint8(15<<4))
 	}
-	f.Add(rdClientSecret, `{"error_description":"bad "}`, []byte{0, 5, 1, 7, 3, 10}, uint8(2|3<<2))
+	f.Add(rdClientSecret, `{"error_description":"bad "}`, []byte{0, 5, 1, 7, 3, 10}, uint8(2|3<<2|15<<4))
 	f.Fuzz(func(t *testing.T, secret, text string, plan []byte, wraps uint8) {
 		enc := rdEncode(secret, plan, wraps)
 		at := len(text) / 2
