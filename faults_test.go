@@ -188,7 +188,7 @@ func TestFaultsGiveTypedErrorsWithinTimeout(t *testing.T) {
 		{
 			name:    "trickle one byte a second",
 			fault:   bearertest.Fault{Trickle: time.Second},
-			timeout: 2 * time.Second,
+			timeout: time.Second,
 			check: func(t *testing.T, err error, re *bearer.RetrieveError) {
 				if !errors.Is(err, context.DeadlineExceeded) {
 					t.Errorf("error %v does not wrap context.DeadlineExceeded", err)
@@ -280,6 +280,7 @@ func TestFaultsGiveTypedErrorsWithinTimeout(t *testing.T) {
 // TestFaultsTransientRecover checks that a fault that clears within the
 // retries ends in one successful refresh, the server showing the retries.
 func TestFaultsTransientRecover(t *testing.T) {
+	t.Parallel() // waits on real time or the disk; touches nothing shared
 	tests := []struct {
 		name       string
 		fault      bearertest.Fault
@@ -409,6 +410,7 @@ func TestFaultConsumedAnswer(t *testing.T) {
 // the spent token and the error names the interruption (ErrInterrupted as
 // well as ErrReauthorize); a grace server recovers the rotation.
 func TestFaultAnswerLostToTimeout(t *testing.T) {
+	t.Parallel() // waits on real time or the disk; touches nothing shared
 	lost := bearertest.Fault{Consume: true, Delay: time.Minute}
 	tests := []struct {
 		name    string

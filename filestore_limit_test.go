@@ -75,6 +75,7 @@ func fsFileSize(t *testing.T, codec Codec, tok *Token) int {
 }
 
 func TestFileStoreSizeLimit(t *testing.T) {
+	t.Parallel() // waits on real time or the disk; touches nothing shared
 	codec, err := NewAESGCM(ccKey(3))
 	if err != nil {
 		t.Fatal(err)

@@ -210,6 +210,7 @@ func newUnwritable(t *testing.T, beforeSend func()) *unwritableSetup {
 // refresh token is sent; Token reports the store's error once the access
 // token expired, and refreshes once the folder is mended.
 func TestUnwritableBeforeRefresh(t *testing.T) {
+	t.Parallel() // waits on real time or the disk; touches nothing shared
 	for _, uw := range unwritables {
 		t.Run(uw.name, func(t *testing.T) {
 			if uw.readOnly {
@@ -246,6 +247,7 @@ func TestUnwritableBeforeRefresh(t *testing.T) {
 // is on its way, after the store recorded it: the new token is used, the
 // save fails, is retried in the background, and lands once mended.
 func TestUnwritableAfterRotation(t *testing.T) {
+	t.Parallel() // waits on real time or the disk; touches nothing shared
 	for _, uw := range unwritables {
 		t.Run(uw.name, func(t *testing.T) {
 			if uw.readOnly {
