@@ -117,7 +117,8 @@ func (c Config) LogValue() slog.Value {
 type Hooks struct {
 	// RefreshStarted is called before a token request is sent.
 	RefreshStarted func(ctx context.Context)
-	// RefreshFinished is called after it, with its duration and outcome.
+	// RefreshFinished is called after it, with its duration and outcome,
+	// once the new token is saved (or its save failed) and published.
 	RefreshFinished func(ctx context.Context, d time.Duration, err error)
 	// Adopted is called when a token saved by another process or replica
 	// is taken from the store instead of refreshing.
