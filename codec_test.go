@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -265,4 +266,59 @@ func TestUnmarshalTokenRejects(t *testing.T) {
 			}
 		})
 	}
+}
+
+// fzUnmarshalErrors are UnmarshalToken's errors: they quote none of the input.
+var fzUnmarshalErrors = []string{
+	"bearer: stored token is not valid JSON",
+	"bearer: stored token has neither an access nor a refresh token",
+	"bearer: stored token holds characters not allowed in a header",
+	"bearer: stored token's info is not JSON",
+}
+
+func FuzzUnmarshalToken(f *testing.F) {
+	f.Add([]byte(`{"access_token":"SECRETat0123456789","token_type":"Bearer","refresh_token":"SECRETrt0123456789","expiry":"2031-03-07T05:06:07Z","refresh_expiry":"2032-03-03T05:06:06.5+01:00","info":` + fzInfo + `}`))
+	f.Add([]byte(`{"refresh_token":"SECRETrt0123456789"}`))
+	f.Add([]byte(`{"access_token":"SECRETat0123456789","info":{ "a" : "<b>" }}`))
+	f.Add([]byte(`{"access_token":"SECRETat0123456789","expiry":null,"info":null,"unknown":1}`))
+	f.Add([]byte(`{"access_token":"SECRETat 0123456789"}`))
+	f.Add([]byte(`{"access_token":"SECRETat0123456789","expiry":"SECRETrt0123456789"}`))
+	f.Add([]byte(`{"access_token":"SECRETat0123456789"} {}`))
+	f.Add([]byte(`null`))
+	f.Add([]byte(`{}`))
+	for _, s := range fzFileSeeds[:3] {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		tok, err := unmarshalToken(data)
+		if err != nil {
+			if tok != nil {
+				t.Errorf("UnmarshalToken = %v, %v; want no token with an error", tok, err)
+			}
+			if !slices.Contains(fzUnmarshalErrors, err.Error()) {
+				t.Errorf("UnmarshalToken error %q is not one of its fixed messages", err)
+			}
+			return
+		}
+		if tok.AccessToken == "" && tok.RefreshToken == "" {
+			t.Errorf("UnmarshalToken = %v: neither an access nor a refresh token", tok)
+		}
+		for _, s := range []string{tok.AccessToken, tok.RefreshToken, tok.TokenType} {
+			if !fzHeaderSafe(s) {
+				t.Errorf("UnmarshalToken = a token holding %q, not header-safe", s)
+			}
+		}
+		b, err := marshalToken(tok)
+		if err != nil {
+			t.Fatalf("MarshalToken of an unmarshalled token: %v", err)
+		}
+		again, err := unmarshalToken(b)
+		if err != nil {
+			t.Fatalf("unmarshalToken(marshalToken(tok)): %v", err)
+		}
+		fzSameToken(t, "unmarshalToken(marshalToken(tok))", again, tok)
+		if b2, err := marshalToken(again); err != nil || !bytes.Equal(b2, b) {
+			t.Errorf("MarshalToken after a round trip = %q, %v; want %q", b2, err, b)
+		}
+	})
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"maps"
@@ -902,4 +903,172 @@ func TestRetriesLogged(t *testing.T) {
 			t.Errorf("the log holds a secret:\n%s", buf.String())
 		}
 	}
+}
+
+// Request secrets of FuzzRetrieve: none may reach an error.
+const (
+	fzClientSecret = "SECRETclient-0123456789"
+	fzCode         = "SECRETcode-0123456789"
+	fzVerifier     = "SECRETverifier-0123456789-abcdefghijklmnopqrstu"
+	fzRefresh      = "SECRETrefresh-0123456789"
+)
+
+// fzRetrieveSeeds are token endpoint answers for FuzzRetrieve: status,
+// Content-Type, body, mode (see FuzzRetrieve).
+var fzRetrieveSeeds = []struct {
+	status int
+	ct     string
+	body   string
+	mode   uint8
+}{
+	{200, "application/json", fzTokenSeeds[0].body, 0},
+	{200, "application/json", fzTokenSeeds[0].body, 1},
+	{200, "application/x-www-form-urlencoded", fzTokenSeeds[3].body, 2 | 4},
+	{200, "application/json", `{"access_token":"SECRETat0123456789","token_type":"mac"}`, 1},
+	{400, "application/json", `{"error":"invalid_grant","error_description":"refresh token SECRETrefresh-0123456789 was already used"}`, 1},
+	{401, "application/json", `{"error":"invalid_client","error_description":"client_secret=SECRETclient-0123456789 is wrong"}`, 8},
+	{500, "text/html", `<html><body><h1>500</h1><pre>client_secret=SECRETclient-0123456789&code=SECRETcode-0123456789&code_verifier=SECRETverifier-0123456789</pre></body></html>`, 0},
+	{502, "text/html", "<pre>grant: SECRETrefresh-0123456789\n\tclient: SECRETclient-0123456789</pre>", 1 | 4},
+	{429, "application/json", `{"error":"slow_down"}`, 2},
+	{503, "", "", 0},
+	{200, "application/json", `{"access_token":"SECRETat0123456789","expires_in":259200,`, 16},
+	{200, "application/json", `{"access_token":"`, 32},
+	{500, "text/plain", `oops `, 32},
+	{302, "text/html", `<a href="https://evil.example/">moved</a>`, 0},
+	{200, "application/json", `{"error":"invalid_grant","error_description":"SECRETrefresh-0123456789"}`, 1},
+	{200, "text/plain", `access_token=SECRETat0123456789&expires_in=-5`, 1},
+	{100, "application/json", `{}`, 0},
+	{599, "application/json", `{"error":"` + strings.Repeat("e", 300) + `"}`, 0},
+}
+
+// FuzzRetrieve drives a token request against an in-memory endpoint whose
+// answer is fuzzed. mode: bits 0-1 the grant (authorization_code,
+// refresh_token, client_credentials), bit 2 form-encoded requests, bit 3
+// HTTP Basic client authentication, bit 4 a body that fails after its
+// bytes, bit 5 a body that repeats forever.
+func FuzzRetrieve(f *testing.F) {
+	for _, s := range fzRetrieveSeeds {
+		f.Add(s.status, s.ct, []byte(s.body), s.mode)
+	}
+	f.Fuzz(func(t *testing.T, status int, contentType string, data []byte, mode uint8) {
+		status = fzStatus(status)
+		body := &fzBody{data: data, endless: mode&32 != 0}
+		if mode&16 != 0 {
+			body.errAfter = errFzRead
+		}
+		calls := 0
+		cfg := Config{
+			TokenURL:     "https://auth.example.test/tokens",
+			ClientID:     "client-1",
+			ClientSecret: fzClientSecret,
+			MaxRetries:   -1,
+			Now:          func() time.Time { return fzNow },
+			HTTPClient: &http.Client{Transport: fzRoundTripper{func(req *http.Request) (*http.Response, error) {
+				calls++
+				if req.Body != nil {
+					io.Copy(io.Discard, req.Body)
+					req.Body.Close()
+				}
+				h := http.Header{}
+				if contentType != "" {
+					h.Set("Content-Type", contentType)
+				}
+				return &http.Response{
+					Status:        fmt.Sprintf("%d fuzzed", status),
+					StatusCode:    status,
+					Proto:         "HTTP/1.1",
+					ProtoMajor:    1,
+					ProtoMinor:    1,
+					Header:        h,
+					Body:          body,
+					ContentLength: -1,
+					Request:       req,
+				}, nil
+			}}},
+		}
+		if mode&4 != 0 {
+			cfg.Encoding = Form
+		}
+		if mode&8 != 0 {
+			cfg.AuthStyle = AuthBasic
+		}
+		secrets := []string{fzClientSecret}
+		var tok *Token
+		var err error
+		switch mode & 3 {
+		case 0:
+			secrets = append(secrets, fzCode, fzVerifier)
+			tok, err = cfg.Exchange(t.Context(), fzCode, "https://app.example.test/callback", fzVerifier)
+		case 1:
+			secrets = append(secrets, fzRefresh)
+			tok, err = cfg.refreshGrant(t.Context(), fzRefresh)
+		default:
+			cfg.Scopes = []string{"read", "write"}
+			tok, err = cfg.clientCredentialsGrant(t.Context())
+		}
+
+		if calls != 1 {
+			t.Errorf("requests sent = %d, want 1 (MaxRetries -1)", calls)
+		}
+		if body.n > maxBody+1 {
+			t.Errorf("bytes read from the answer = %d, want at most %d", body.n, maxBody+1)
+		}
+		if body.closed != 1 {
+			t.Errorf("answer body closed %d times, want 1", body.closed)
+		}
+		if tok == nil && err == nil {
+			t.Fatalf("retrieve = nil, nil; want a token or an error")
+		}
+		if tok != nil && err != nil && (tok.AccessToken != "" || tok.RefreshToken == "" || status/100 != 2) {
+			// With an error, a token only carries the refresh token
+			// that a successful but unusable answer rotated to.
+			t.Fatalf("retrieve = %v, %v; want only a salvaged refresh token beside an error", tok, err)
+		}
+		if err != nil {
+			var re *RetrieveError
+			if !errors.As(err, &re) {
+				t.Fatalf("retrieve error %v is a %T, want a *RetrieveError", err, err)
+			}
+			if re.StatusCode != status {
+				t.Errorf("RetrieveError.StatusCode = %d, want %d", re.StatusCode, status)
+			}
+			msg := err.Error()
+			for _, s := range secrets {
+				if strings.Contains(msg, s) {
+					t.Errorf("retrieve error %q holds the request secret %q", msg, s)
+				}
+			}
+			for _, s := range []string{re.ErrorCode, re.ErrorDescription, re.ErrorURI, re.Body} {
+				for _, sec := range secrets {
+					if strings.Contains(s, sec) {
+						t.Errorf("RetrieveError field %q holds the request secret %q", s, sec)
+					}
+				}
+			}
+			if status >= 200 && status < 300 {
+				// A successful answer carries tokens: no excerpt of it.
+				if re.Body != "" {
+					t.Errorf("RetrieveError.Body = %q for a %d answer, want none", re.Body, status)
+				}
+				allowed := re.ErrorCode + "\x00" + re.ErrorDescription + "\x00" + re.ErrorURI
+				if w, derr := decodeToken(data, contentType); derr == nil {
+					allowed += "\x00" + fmt.Sprintf("%.20q", w.TokenType)
+				}
+				fzNoLeak(t, "retrieve", err, fzSecretRuns(data), allowed)
+			}
+			return
+		}
+		if status < 200 || status >= 300 {
+			t.Errorf("retrieve = a token from a %d answer", status)
+		}
+		if tok.AccessToken == "" || !fzHeaderSafe(tok.AccessToken) || !fzHeaderSafe(tok.RefreshToken) {
+			t.Errorf("retrieve = token %q refresh %q, want a non-empty header-safe access token", tok.AccessToken, tok.RefreshToken)
+		}
+		if !strings.EqualFold(tok.TokenType, "bearer") {
+			t.Errorf("TokenType = %q, want bearer in any case", tok.TokenType)
+		}
+		if !tok.Expiry.IsZero() && tok.Expiry.Before(fzNow) {
+			t.Errorf("Expiry = %v, before the time of receipt %v", tok.Expiry, fzNow)
+		}
+	})
 }

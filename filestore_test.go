@@ -702,3 +702,92 @@ func TestFileStoreLockRemovesStaleTemps(t *testing.T) {
 		}
 	}
 }
+
+// fzKey is the AES-256 key of the sealed file stores.
+var fzKey = bytes.Repeat([]byte{0x42}, 32)
+
+func FuzzFileStoreLoad(f *testing.F) {
+	for _, s := range fzFileSeeds {
+		f.Add([]byte(s))
+	}
+	codec, err := NewAESGCM(fzKey)
+	if err != nil {
+		f.Fatal(err)
+	}
+	wrong, err := NewAESGCM(bytes.Repeat([]byte{0x24}, 32))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		ctx := t.Context()
+		dir := t.TempDir()
+		path := filepath.Join(dir, "token.json")
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		secrets := fzSecretRuns(data)
+
+		// The same bytes under a Codec never open: they were not sealed.
+		sealedStore := &FileStore{Codec: codec, path: path}
+		if tok, err := sealedStore.Load(ctx); err == nil {
+			t.Errorf("sealed Load of unsealed bytes = %v, want an error", tok)
+		} else {
+			if len(bytes.TrimSpace(data)) > 0 && !errors.Is(err, ErrDecrypt) {
+				t.Errorf("sealed Load of unsealed bytes: error %v, want ErrDecrypt", err)
+			}
+			fzNoLeak(t, "sealed Load", err, secrets, path)
+		}
+
+		fs := NewFileStore(path)
+		tok, err := fs.Load(ctx)
+		if err != nil {
+			if tok != nil {
+				t.Errorf("Load = %v, %v; want no token with an error", tok, err)
+			}
+			// Only a record without a token (as Begin leaves on an empty
+			// store) reads as empty; a corrupt file never does.
+			var rec fileRecord
+			empty := json.Unmarshal(data, &rec) == nil && rec.Version == 1 && rec.Token == (storedToken{})
+			if errors.Is(err, ErrNoToken) && !empty {
+				t.Errorf("Load of an existing file: error %v is ErrNoToken; a corrupt file must not read as empty", err)
+			}
+			fzNoLeak(t, "Load", err, secrets, path)
+			return
+		}
+		if tok.AccessToken == "" && tok.RefreshToken == "" {
+			t.Errorf("Load = %v: neither an access nor a refresh token", tok)
+		}
+		for _, s := range []string{tok.AccessToken, tok.RefreshToken, tok.TokenType} {
+			if !fzHeaderSafe(s) {
+				t.Errorf("Load = a token holding %q, not header-safe", s)
+			}
+		}
+
+		if err := fs.Save(ctx, tok); err != nil {
+			t.Fatalf("Save of a loaded token: %v", err)
+		}
+		again, err := fs.Load(ctx)
+		if err != nil {
+			t.Fatalf("Load after Save: %v", err)
+		}
+		fzSameToken(t, "Load after Save", again, tok)
+
+		// Sealed, the token round-trips too, and only the right key opens it.
+		spath := filepath.Join(dir, "sealed.json")
+		ss := &FileStore{Codec: codec, path: spath}
+		if err := ss.Save(ctx, tok); err != nil {
+			t.Fatalf("sealed Save: %v", err)
+		}
+		if got, err := ss.Load(ctx); err != nil {
+			t.Errorf("sealed Load after Save: %v", err)
+		} else {
+			fzSameToken(t, "sealed Load after Save", got, tok)
+		}
+		if got, err := (&FileStore{Codec: wrong, path: spath}).Load(ctx); !errors.Is(err, ErrDecrypt) {
+			t.Errorf("Load with the wrong key = %v, %v; want ErrDecrypt", got, err)
+		}
+		if got, err := NewFileStore(spath).Load(ctx); err == nil {
+			t.Errorf("plain Load of a sealed file = %v, want an error", got)
+		}
+	})
+}

@@ -2,7 +2,9 @@ package bearer
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -473,4 +475,78 @@ func TestTokenKeepsRefreshToken(t *testing.T) {
 			}
 		})
 	}
+}
+
+func FuzzDecodeToken(f *testing.F) {
+	for _, s := range fzTokenSeeds {
+		f.Add([]byte(s.body), s.contentType)
+	}
+	f.Fuzz(func(t *testing.T, data []byte, contentType string) {
+		secrets := fzSecretRuns(data)
+		w, err := decodeToken(data, contentType)
+		if err != nil {
+			if w != nil {
+				t.Errorf("decodeToken = %+v, %v; want no wire token with an error", w, err)
+			}
+			fzNoLeak(t, "decodeToken", err, secrets, "")
+			return
+		}
+		if w == nil {
+			t.Fatal("decodeToken = nil, nil")
+		}
+		if w.Info != nil && !json.Valid(w.Info) {
+			t.Errorf("Info = %q, not valid JSON", w.Info)
+		}
+		tok, err := w.token(fzNow)
+		ptok, perr := ParseTokenResponse(data, contentType, fzNow)
+		switch {
+		case w.Error != "":
+			var re *RetrieveError
+			if !errors.As(perr, &re) || ptok != nil {
+				t.Errorf("ParseTokenResponse of an error answer = %v, %v; want a *RetrieveError", ptok, perr)
+			}
+		case (perr == nil) != (err == nil) && len(data) <= maxBody:
+			t.Errorf("ParseTokenResponse error %v, token() error %v; want both or neither", perr, err)
+		case perr == nil:
+			fzSameToken(t, "ParseTokenResponse", ptok, tok)
+		default:
+			fzNoLeak(t, "ParseTokenResponse", perr, append(fzSecretRuns(data), w.AccessToken, w.RefreshToken), fmt.Sprintf("%.20q", w.TokenType))
+		}
+		if err != nil {
+			if tok != nil {
+				t.Errorf("token() = %v, %v; want no token with an error", tok, err)
+			}
+			// token_type is shown on purpose (%.20q): it is not a secret.
+			secrets = append(secrets, w.AccessToken, w.RefreshToken)
+			fzNoLeak(t, "token", err, secrets, fmt.Sprintf("%.20q", w.TokenType))
+			return
+		}
+		if tok.AccessToken == "" || !fzHeaderSafe(tok.AccessToken) {
+			t.Errorf("AccessToken = %q, want non-empty and header-safe", tok.AccessToken)
+		}
+		if !vschar(tok.RefreshToken) {
+			t.Errorf("RefreshToken = %q, want VSCHAR only", tok.RefreshToken)
+		}
+		if !strings.EqualFold(tok.TokenType, "bearer") {
+			t.Errorf("TokenType = %q, want bearer in any case", tok.TokenType)
+		}
+		if !tok.Expiry.IsZero() && tok.Expiry.Before(fzNow) {
+			t.Errorf("Expiry = %v, before the time of receipt %v", tok.Expiry, fzNow)
+		}
+		if !tok.RefreshExpiry.IsZero() && tok.RefreshExpiry.Before(fzNow) {
+			t.Errorf("RefreshExpiry = %v, before the time of receipt %v", tok.RefreshExpiry, fzNow)
+		}
+		// The printed forms depend on the secrets only through whether
+		// they are empty.
+		other := *tok
+		other.AccessToken, other.RefreshToken = "x", ""
+		if tok.RefreshToken != "" {
+			other.RefreshToken = "x"
+		}
+		for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%q"} {
+			if got, want := fmt.Sprintf(verb, tok), fmt.Sprintf(verb, &other); got != want {
+				t.Errorf("Sprintf(%q, tok) = %q; it depends on the secrets (with others: %q)", verb, got, want)
+			}
+		}
+	})
 }
