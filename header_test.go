@@ -1,6 +1,8 @@
 package bearer
 
 import (
+	"context"
+	"errors"
 	"io"
 	"maps"
 	"net/http"
@@ -12,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"go.uber.org/goleak"
 )
 
 // headerBase records the header each request arrives with, as a copy. It
@@ -296,5 +300,275 @@ func TestResponseRequestFromCloningBase(t *testing.T) {
 		if resp.Request != req {
 			t.Errorf("%s: Response.Request is not the caller's request", tt.name)
 		}
+	}
+}
+
+// newBodyRequest returns a POST with a replayable body whose copies are
+// recorded, so that tests can count each one's Close calls.
+func newBodyRequest(t *testing.T, url, body string) (req *http.Request, orig *countingBody, replays *[]*countingBody) {
+	t.Helper()
+	orig = newCountingBody(body)
+	req, err := http.NewRequest(http.MethodPost, url, orig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.ContentLength = int64(len(body))
+	var mu sync.Mutex // guards copies
+	var copies []*countingBody
+	req.GetBody = func() (io.ReadCloser, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		b := newCountingBody(body)
+		copies = append(copies, b)
+		return b, nil
+	}
+	return req, orig, &copies
+}
+
+func TestTransportBodyReplay(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+
+	var mu sync.Mutex // guards bodies
+	var bodies []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, err := io.ReadAll(r.Body)
+		if err != nil {
+			t.Errorf("reading the body: %v", err)
+			return
+		}
+		mu.Lock()
+		bodies = append(bodies, string(b))
+		mu.Unlock()
+		if r.Header.Get("Authorization") != "Bearer tok-1" {
+			w.WriteHeader(http.StatusUnauthorized)
+		}
+	}))
+	defer srv.Close()
+	const payload = `{"name":"gopher"}`
+
+	t.Run("replayable body is sent again", func(t *testing.T) {
+		bodies = nil
+		src := newRotatingSource()
+		client := &http.Client{Transport: &Transport{Source: src}}
+		defer client.CloseIdleConnections()
+		resp, err := client.Post(srv.URL, "application/json", strings.NewReader(payload))
+		if err != nil {
+			t.Fatalf("Post() error = %v", err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("status = %d, want 200", resp.StatusCode)
+		}
+		if want := []string{payload, payload}; !reflect.DeepEqual(bodies, want) {
+			t.Errorf("bodies received = %q, want %q", bodies, want)
+		}
+	})
+
+	t.Run("body without GetBody is not retried", func(t *testing.T) {
+		bodies = nil
+		src := newRotatingSource()
+		client := &http.Client{Transport: &Transport{Source: src}}
+		defer client.CloseIdleConnections()
+		body := newCountingBody(payload)
+		req, err := http.NewRequest(http.MethodPost, srv.URL, body) // no GetBody for this type
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatalf("Do() error = %v", err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("status = %d, want 401", resp.StatusCode)
+		}
+		if want := []string{payload}; !reflect.DeepEqual(bodies, want) {
+			t.Errorf("bodies received = %q, want %q", bodies, want)
+		}
+		if got := src.refreshes.Load(); got != 0 {
+			t.Errorf("Refresh called %d times, want 0", got)
+		}
+	})
+}
+
+func TestTransportClosesBody(t *testing.T) {
+	errBase := errors.New("connection refused")
+	errReplay := errors.New("body gone")
+	tests := []struct {
+		name       string
+		url        string
+		src        func() TokenSource
+		status     int   // the first answer; later answers are 200
+		baseErr    error // returned by Base after it closed the body
+		replay     bool  // the request has GetBody
+		getBodyErr error // returned by GetBody
+		wantErr    error
+		wantTries  int
+	}{
+		{name: "success", url: "https://api.test/", src: func() TokenSource { return newRotatingSource() }, status: 200, replay: true, wantTries: 1},
+		{name: "retry", url: "https://api.test/", src: func() TokenSource { return newRotatingSource() }, status: 401, replay: true, wantTries: 2},
+		{name: "401 not replayable", url: "https://api.test/", src: func() TokenSource { return newRotatingSource() }, status: 401, wantTries: 1},
+		{name: "nil source", url: "https://api.test/", src: func() TokenSource { return nil }, status: 200, replay: true, wantErr: errNoSource},
+		{name: "source error", url: "https://api.test/", src: func() TokenSource {
+			s := newRotatingSource()
+			s.tokenErr = ErrReauthorize
+			return s
+		}, status: 200, replay: true, wantErr: ErrReauthorize},
+		{name: "refresh error", url: "https://api.test/", src: func() TokenSource {
+			s := newRotatingSource()
+			s.refreshErr = ErrReauthorize
+			return s
+		}, status: 401, replay: true, wantErr: ErrReauthorize, wantTries: 1},
+		{name: "insecure", url: "http://api.test/", src: func() TokenSource { return newRotatingSource() }, status: 200, replay: true, wantErr: ErrInsecure},
+		{name: "GetBody error", url: "https://api.test/", src: func() TokenSource { return newRotatingSource() }, status: 401, replay: true, getBodyErr: errReplay, wantErr: errReplay, wantTries: 1},
+		{name: "base error", url: "https://api.test/", src: func() TokenSource { return newRotatingSource() }, baseErr: errBase, replay: true, wantErr: errBase, wantTries: 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tries := 0
+			base := closingBase(baseFunc(func(r *http.Request) (*http.Response, error) {
+				tries++
+				if tt.baseErr != nil {
+					return nil, tt.baseErr
+				}
+				status := 200
+				if tries == 1 {
+					status = tt.status
+				}
+				return &http.Response{StatusCode: status, Body: http.NoBody, Request: r}, nil
+			}))
+			tr := &Transport{Source: tt.src(), Base: base}
+			req, orig, replays := newBodyRequest(t, tt.url, "payload")
+			if !tt.replay {
+				req.GetBody = nil
+			}
+			if tt.getBodyErr != nil {
+				req.GetBody = func() (io.ReadCloser, error) { return nil, tt.getBodyErr }
+			}
+			resp, err := tr.RoundTrip(req)
+			if tt.wantErr != nil {
+				if !errors.Is(err, tt.wantErr) {
+					t.Errorf("RoundTrip() error = %v, want %v", err, tt.wantErr)
+				}
+			} else if err != nil {
+				t.Errorf("RoundTrip() error = %v", err)
+			} else {
+				resp.Body.Close()
+			}
+			if tries != tt.wantTries {
+				t.Errorf("Base called %d times, want %d", tries, tt.wantTries)
+			}
+			if got := orig.closes.Load(); got != 1 {
+				t.Errorf("body closed %d times, want 1", got)
+			}
+			wantReplays := max(tt.wantTries-1, 0)
+			if tt.getBodyErr != nil {
+				wantReplays = 0 // GetBody was called but made no body
+			}
+			if len(*replays) != wantReplays {
+				t.Errorf("GetBody called %d times, want %d", len(*replays), wantReplays)
+			}
+			for i, b := range *replays {
+				if got := b.closes.Load(); got != 1 {
+					t.Errorf("replayed body %d closed %d times, want 1", i+1, got)
+				}
+			}
+		})
+	}
+}
+
+// requestState is a deep copy of everything in req a RoundTripper could
+// change, compared with reflect.DeepEqual.
+type requestState struct {
+	req     http.Request // a Clone, with GetBody left out (funcs never compare equal)
+	header  uintptr      // identity of the header map
+	values  map[string]uintptr
+	getBody uintptr
+}
+
+func stateOf(req *http.Request) requestState {
+	s := requestState{
+		req:    *req.Clone(req.Context()),
+		header: reflect.ValueOf(req.Header).Pointer(),
+		values: map[string]uintptr{},
+	}
+	s.req.GetBody = nil
+	if req.GetBody != nil {
+		s.getBody = reflect.ValueOf(req.GetBody).Pointer()
+	}
+	for k, v := range req.Header {
+		s.values[k] = reflect.ValueOf(v).Pointer()
+	}
+	return s
+}
+
+func TestTransportRequestUnchanged(t *testing.T) {
+	tests := []struct {
+		name   string
+		status int
+		url    string
+		chain  bool // the request is a cross-origin redirect hop
+	}{
+		{"success", 200, "https://api.test/x?q=1", false},
+		{"retry", 401, "https://api.test/x?q=1", false},
+		{"insecure", 200, "http://api.test/x?q=1", false},
+		{"cross-origin hop", 200, "https://cdn.test/x?q=1", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tries := 0
+			base := closingBase(baseFunc(func(r *http.Request) (*http.Response, error) {
+				tries++
+				// A Base may change its own copy; that must not reach the caller.
+				r.Header.Set("X-Base", "seen")
+				r.URL.RawQuery = "base=1"
+				status := 200
+				if tries == 1 {
+					status = tt.status
+				}
+				return &http.Response{StatusCode: status, Body: http.NoBody, Request: r}, nil
+			}))
+			tr := &Transport{Source: newRotatingSource(), Base: base}
+			req, _, _ := newBodyRequest(t, tt.url, "payload")
+			req.Header.Set("Authorization", "Basic dTpw")
+			req.Header.Set("Accept", "application/json")
+			req.Header.Add("X-Multi", "a")
+			req.Header.Add("X-Multi", "b")
+			if tt.chain {
+				first, _ := http.NewRequest(http.MethodGet, "https://api.test/", nil)
+				req.Response = &http.Response{StatusCode: http.StatusFound, Request: first}
+			}
+			before := stateOf(req)
+			resp, err := tr.RoundTrip(req)
+			if err == nil {
+				resp.Body.Close()
+			}
+			after := stateOf(req)
+			if !reflect.DeepEqual(before, after) {
+				t.Errorf("request changed:\nbefore %+v\nafter  %+v", before.req, after.req)
+			}
+		})
+	}
+}
+
+func TestTransportHeaderCache(t *testing.T) {
+	src := newRotatingSource()
+	tr := &Transport{Source: src}
+	tok := src.cur
+	if got := tr.value(tok); got != "Bearer tok-0" {
+		t.Fatalf("value() = %q, want %q", got, "Bearer tok-0")
+	}
+	if allocs := testing.AllocsPerRun(100, func() { tr.value(tok) }); allocs != 0 {
+		t.Errorf("value() of the cached token allocates %v times, want 0", allocs)
+	}
+	// A source reading its token from a file on each call hands out a new
+	// *Token for the same token: the value is built once per token.
+	same := &Token{AccessToken: tok.AccessToken}
+	if allocs := testing.AllocsPerRun(100, func() { tr.value(same) }); allocs != 0 {
+		t.Errorf("value() of an equal token allocates %v times, want 0", allocs)
+	}
+	next, _ := src.Refresh(context.Background(), tok)
+	if got := tr.value(next); got != "Bearer tok-1" {
+		t.Errorf("value() after rotation = %q, want %q", got, "Bearer tok-1")
 	}
 }
