@@ -2,6 +2,7 @@ package bearer
 
 import (
 	"errors"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -168,5 +169,177 @@ func TestAuthCodeFlow(t *testing.T) {
 	// The code is single use, and the challenge binds it to the verifier.
 	if _, err := cfg.Exchange(t.Context(), q.Get("code"), callback.URL+"/cb", verifier); !errors.Is(err, ErrReauthorize) {
 		t.Errorf("second Exchange of the code = %v, want invalid_grant (ErrReauthorize)", err)
+	}
+}
+
+func TestExchangeRequest(t *testing.T) {
+	tests := []struct {
+		name     string
+		redirect string
+		verifier string
+		want     map[string]string
+	}{
+		{
+			name:     "pkce",
+			redirect: "https://app.example.test/cb",
+			verifier: "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk",
+			want: map[string]string{"grant_type": "authorization_code", "code": "code-1", "redirect_uri": "https://app.example.test/cb",
+				"code_verifier": "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk", "client_id": "client-1", "client_secret": "secret-1"},
+		},
+		{
+			name: "no redirect, no pkce",
+			want: map[string]string{"grant_type": "authorization_code", "code": "code-1", "client_id": "client-1", "client_secret": "secret-1"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got []epRequest
+			cfg, _ := epConfig(epCapture(&got, epJSON(200, epTokenBody)))
+			tok, err := cfg.Exchange(t.Context(), "code-1", tt.redirect, tt.verifier)
+			if err != nil {
+				t.Fatalf("Exchange: %v", err)
+			}
+			if tok.AccessToken != "at-new" {
+				t.Errorf("AccessToken = %q, want %q", tok.AccessToken, "at-new")
+			}
+			if len(got) != 1 {
+				t.Fatalf("requests = %d, want 1", len(got))
+			}
+			if got[0].method != http.MethodPost || got[0].contentType != "application/json" {
+				t.Errorf("request = %s with %q, want POST with application/json", got[0].method, got[0].contentType)
+			}
+			if fields := epFields(t, got[0]); !maps.Equal(fields, tt.want) {
+				t.Errorf("body fields = %v, want %v", fields, tt.want)
+			}
+		})
+	}
+}
+
+func TestExchangeEmptyCode(t *testing.T) {
+	cfg, mt := epConfig(epJSON(200, epTokenBody))
+	if _, err := cfg.Exchange(t.Context(), "", "", ""); err == nil {
+		t.Errorf("Exchange(\"\") = nil error, want one")
+	}
+	if n := mt.GetTotalCallCount(); n != 0 {
+		t.Errorf("requests = %d, want 0", n)
+	}
+}
+
+func TestExchangeBearertest(t *testing.T) {
+	const redirect = "https://app.example.test/callback"
+	tests := []struct {
+		name     string
+		encoding Encoding
+		style    AuthStyle
+		form     bool // server answers form-encoded
+	}{
+		{name: "json"},
+		{name: "form", encoding: Form},
+		{name: "basic", style: AuthBasic},
+		{name: "form answers", form: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := bearertest.NewServer(bearertest.Config{FormResponses: tt.form})
+			defer srv.Close()
+			cfg := Config{
+				TokenURL:     srv.TokenURL(),
+				ClientID:     bearertest.DefaultClientID,
+				ClientSecret: bearertest.DefaultClientSecret,
+				HTTPClient:   srv.Client(),
+				Encoding:     tt.encoding,
+				AuthStyle:    tt.style,
+			}
+			verifier := GenerateVerifier()
+			code := srv.AuthorizeCode(redirect, s256Challenge(verifier))
+			tok, err := cfg.Exchange(t.Context(), code, redirect, verifier)
+			if err != nil {
+				t.Fatalf("Exchange: %v", err)
+			}
+			if n := srv.Stats().Exchanges; n != 1 {
+				t.Errorf("server Exchanges = %d, want 1", n)
+			}
+			if !srv.Alive(tok.RefreshToken) {
+				t.Errorf("refresh token from Exchange is not alive on the server")
+			}
+			if tok.Expiry.IsZero() || tok.RefreshExpiry.IsZero() {
+				t.Errorf("Expiry = %v, RefreshExpiry = %v, want both set", tok.Expiry, tok.RefreshExpiry)
+			}
+			req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, srv.APIURL()+"me", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header.Set("Authorization", tok.scheme()+" "+tok.AccessToken)
+			resp, err := srv.Client().Do(req)
+			if err != nil {
+				t.Fatalf("API request: %v", err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				t.Errorf("API status with the exchanged token = %d, want 200", resp.StatusCode)
+			}
+			// The token's refresh token works for the refresh grant too.
+			next, err := cfg.refreshGrant(t.Context(), tok.RefreshToken)
+			if err != nil {
+				t.Fatalf("refreshGrant after Exchange: %v", err)
+			}
+			if next.RefreshToken == tok.RefreshToken {
+				t.Errorf("refresh returned the same refresh token, want a rotated one")
+			}
+		})
+	}
+}
+
+func TestExchangeBearertestRejected(t *testing.T) {
+	const redirect = "https://app.example.test/callback"
+	tests := []struct {
+		name     string
+		redirect string
+		verifier func(v string) string
+	}{
+		{name: "wrong verifier", redirect: redirect, verifier: func(string) string { return GenerateVerifier() }},
+		{name: "missing verifier", redirect: redirect, verifier: func(string) string { return "" }},
+		{name: "wrong redirect", redirect: "https://evil.example.test/cb", verifier: func(v string) string { return v }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := bearertest.NewServer(bearertest.Config{})
+			defer srv.Close()
+			cfg := Config{
+				TokenURL:     srv.TokenURL(),
+				ClientID:     bearertest.DefaultClientID,
+				ClientSecret: bearertest.DefaultClientSecret,
+				HTTPClient:   srv.Client(),
+			}
+			verifier := GenerateVerifier()
+			code := srv.AuthorizeCode(redirect, s256Challenge(verifier))
+			tok, err := cfg.Exchange(t.Context(), code, tt.redirect, tt.verifier(verifier))
+			if err == nil {
+				t.Fatalf("Exchange = %v, want an error", tok)
+			}
+			var re *RetrieveError
+			if !errors.As(err, &re) {
+				t.Fatalf("Exchange error = %v, want a *RetrieveError", err)
+			}
+			if re.StatusCode != http.StatusBadRequest || re.Attempts != 1 {
+				t.Errorf("StatusCode, Attempts = %d, %d, want 400, 1", re.StatusCode, re.Attempts)
+			}
+		})
+	}
+}
+
+func TestPKCE(t *testing.T) {
+	// RFC 7636 appendix B.
+	const verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"
+	const challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+	if got := s256Challenge(verifier); got != challenge {
+		t.Errorf("s256Challenge(%q) = %q, want %q", verifier, got, challenge)
+	}
+	a, b := GenerateVerifier(), GenerateVerifier()
+	if a == b {
+		t.Errorf("GenerateVerifier returned %q twice", a)
+	}
+	if len(a) != 43 {
+		t.Errorf("len(GenerateVerifier()) = %d, want 43", len(a))
 	}
 }
