@@ -6,9 +6,12 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/tokenkit/bearer/bearertest"
 )
 
 func TestFileStoreLockExcludes(t *testing.T) {
@@ -284,5 +287,43 @@ func TestFileStoreLockRemovesStaleTemps(t *testing.T) {
 		if got := err == nil; got != tc.want {
 			t.Errorf("%s exists = %t, want %t", filepath.Base(tc.path), got, tc.want)
 		}
+	}
+}
+
+func TestFileStoreLockSharesOneRefreshAcrossStores(t *testing.T) {
+	f := newFixture(t, bearertest.Config{})
+	path := filepath.Join(t.TempDir(), "token.json")
+	if err := NewFileStore(path).Save(context.Background(), f.token()); err != nil {
+		t.Fatal(err)
+	}
+	const n = 4
+	srcs := make([]*Source, n)
+	for i := range srcs {
+		srcs[i] = f.source(NewFileStore(path)) // one store each, as processes have
+		if _, err := srcs[i].Token(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for round := range 5 {
+		f.clock.Advance(101 * time.Second)
+		var wg sync.WaitGroup
+		for _, s := range srcs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if _, err := s.Token(context.Background()); err != nil {
+					t.Errorf("round %d: %v", round, err)
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	st := f.srv.Stats()
+	if st.Refreshes != 5 || st.ReuseAttempts != 0 {
+		t.Errorf("server: refreshes = %d, reuses = %d; want 5, 0", st.Refreshes, st.ReuseAttempts)
+	}
+	saved, err := NewFileStore(path).Load(context.Background())
+	if err != nil || !f.srv.Alive(saved.RefreshToken) {
+		t.Errorf("the file does not hold the live refresh token (%v)", err)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/tokenkit/bearer/bearertest"
 )
@@ -191,3 +192,55 @@ func TestSourcePrintsNoRefreshToken(t *testing.T) {
 }
 
 var _ = sync.Mutex{}
+
+func TestSaveFailureUsesTokenAndRetriesSave(t *testing.T) {
+	f := newFixture(t, bearertest.Config{})
+	store := newSignalStore(NewMemoryStore(f.token()))
+	store.fail.Store(2)
+	var hookErrs atomic.Int32
+	cfg := f.config()
+	cfg.Hooks.SaveFailed = func(ctx context.Context, err error) { hookErrs.Add(1) }
+	src := NewSource(cfg, store)
+	defer src.Close()
+	f.clock.Advance(101 * time.Second)
+
+	got, err := src.Token(context.Background())
+	if err != nil {
+		t.Fatalf("Token() error = %v, want the new token despite the failed save", err)
+	}
+	if !f.srv.Alive(got.RefreshToken) {
+		t.Fatal("Token() did not return the rotated token")
+	}
+	if hookErrs.Load() != 1 {
+		t.Errorf("SaveFailed hook calls = %d, want 1", hookErrs.Load())
+	}
+	saved := <-store.saved // the retry goroutine got through
+	if saved.RefreshToken != got.RefreshToken {
+		t.Errorf("retried save wrote another token than the one in use")
+	}
+	if n := src.Stats().SaveFailures; n != 2 {
+		t.Errorf("Stats().SaveFailures = %d, want 2", n)
+	}
+	if err := src.Close(); err != nil {
+		t.Errorf("Close() = %v, want nil once saved", err)
+	}
+}
+
+func TestCloseSavesPendingToken(t *testing.T) {
+	f := newFixture(t, bearertest.Config{})
+	store := newSignalStore(NewMemoryStore(f.token()))
+	store.fail.Store(1)
+	src := f.source(store)
+	f.clock.Advance(101 * time.Second)
+	got, err := src.Token(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := src.Close(); err != nil {
+		t.Fatalf("Close() = %v", err)
+	}
+	saved, err := store.Load(context.Background())
+	if err != nil || saved.RefreshToken != got.RefreshToken {
+		t.Errorf("after Close the store does not hold the token in use")
+	}
+}

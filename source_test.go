@@ -260,58 +260,6 @@ func TestCancelledCallerDoesNotLoseRotation(t *testing.T) {
 	}
 }
 
-func TestSaveFailureUsesTokenAndRetriesSave(t *testing.T) {
-	f := newFixture(t, bearertest.Config{})
-	store := newSignalStore(NewMemoryStore(f.token()))
-	store.fail.Store(2)
-	var hookErrs atomic.Int32
-	cfg := f.config()
-	cfg.Hooks.SaveFailed = func(ctx context.Context, err error) { hookErrs.Add(1) }
-	src := NewSource(cfg, store)
-	defer src.Close()
-	f.clock.Advance(101 * time.Second)
-
-	got, err := src.Token(context.Background())
-	if err != nil {
-		t.Fatalf("Token() error = %v, want the new token despite the failed save", err)
-	}
-	if !f.srv.Alive(got.RefreshToken) {
-		t.Fatal("Token() did not return the rotated token")
-	}
-	if hookErrs.Load() != 1 {
-		t.Errorf("SaveFailed hook calls = %d, want 1", hookErrs.Load())
-	}
-	saved := <-store.saved // the retry goroutine got through
-	if saved.RefreshToken != got.RefreshToken {
-		t.Errorf("retried save wrote another token than the one in use")
-	}
-	if n := src.Stats().SaveFailures; n != 2 {
-		t.Errorf("Stats().SaveFailures = %d, want 2", n)
-	}
-	if err := src.Close(); err != nil {
-		t.Errorf("Close() = %v, want nil once saved", err)
-	}
-}
-
-func TestCloseSavesPendingToken(t *testing.T) {
-	f := newFixture(t, bearertest.Config{})
-	store := newSignalStore(NewMemoryStore(f.token()))
-	store.fail.Store(1)
-	src := f.source(store)
-	f.clock.Advance(101 * time.Second)
-	got, err := src.Token(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := src.Close(); err != nil {
-		t.Fatalf("Close() = %v", err)
-	}
-	saved, err := store.Load(context.Background())
-	if err != nil || saved.RefreshToken != got.RefreshToken {
-		t.Errorf("after Close the store does not hold the token in use")
-	}
-}
-
 func TestAdoptsTokenSavedByAnotherProcess(t *testing.T) {
 	f := newFixture(t, bearertest.Config{})
 	shared := NewMemoryStore(f.token())
@@ -487,44 +435,6 @@ func TestLockFailureFailsClosedButServesValidToken(t *testing.T) {
 	}
 }
 
-func TestFileStoreLockSharesOneRefreshAcrossStores(t *testing.T) {
-	f := newFixture(t, bearertest.Config{})
-	path := filepath.Join(t.TempDir(), "token.json")
-	if err := NewFileStore(path).Save(context.Background(), f.token()); err != nil {
-		t.Fatal(err)
-	}
-	const n = 4
-	srcs := make([]*Source, n)
-	for i := range srcs {
-		srcs[i] = f.source(NewFileStore(path)) // one store each, as processes have
-		if _, err := srcs[i].Token(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for round := range 5 {
-		f.clock.Advance(101 * time.Second)
-		var wg sync.WaitGroup
-		for _, s := range srcs {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				if _, err := s.Token(context.Background()); err != nil {
-					t.Errorf("round %d: %v", round, err)
-				}
-			}()
-		}
-		wg.Wait()
-	}
-	st := f.srv.Stats()
-	if st.Refreshes != 5 || st.ReuseAttempts != 0 {
-		t.Errorf("server: refreshes = %d, reuses = %d; want 5, 0", st.Refreshes, st.ReuseAttempts)
-	}
-	saved, err := NewFileStore(path).Load(context.Background())
-	if err != nil || !f.srv.Alive(saved.RefreshToken) {
-		t.Errorf("the file does not hold the live refresh token (%v)", err)
-	}
-}
-
 func TestInterruptedRefreshIsNamed(t *testing.T) {
 	f := newFixture(t, bearertest.Config{})
 	path := filepath.Join(t.TempDir(), "token.json")
@@ -645,5 +555,34 @@ func TestLeewayIsAFractionOfTheWholeLifetime(t *testing.T) {
 	clock.Advance(91 * time.Second) // 9 s left; the leeway is 10 s of 100
 	if e := s.newEntry(loaded, clock.Now()); s.satisfies(e, want{}, clock.Now()) {
 		t.Errorf("a token 9 s before expiry is fresh, want it inside the 10 s leeway of its 100 s lifetime")
+	}
+}
+
+// Windows configured longer than a token lives must not make a new token
+// stale at once: that would refresh on every call.
+func TestWindowsLongerThanLifetime(t *testing.T) {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	tests := []struct {
+		name          string
+		leeway, ahead time.Duration
+	}{
+		{name: "RefreshAhead 10 min", ahead: 10 * time.Minute},
+		{name: "Leeway 200 s", leeway: 200 * time.Second},
+		{name: "both", leeway: time.Hour, ahead: 2 * time.Hour},
+		{name: "defaults"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := NewSource(Config{Leeway: tt.leeway, RefreshAhead: tt.ahead, Now: func() time.Time { return now }}, nil)
+			tok := &Token{AccessToken: "a", Expiry: now.Add(100 * time.Second), Obtained: now}
+			e := s.newEntry(tok, now)
+			if !now.Before(e.refreshAt) || !now.Before(e.expireAt) {
+				t.Errorf("a new 100 s token: refreshAt in %v, expireAt in %v; want both ahead of now",
+					e.refreshAt.Sub(now), e.expireAt.Sub(now))
+			}
+			if e.refreshAt.After(e.expireAt) {
+				t.Errorf("refreshAt %v after expireAt %v", e.refreshAt, e.expireAt)
+			}
+		})
 	}
 }
