@@ -3,7 +3,9 @@ package bearer
 import (
 	"bytes"
 	"errors"
+	"log/slog"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -319,6 +321,85 @@ func FuzzUnmarshalToken(f *testing.F) {
 		fzSameToken(t, "unmarshalToken(marshalToken(tok))", again, tok)
 		if b2, err := marshalToken(again); err != nil || !bytes.Equal(b2, b) {
 			t.Errorf("MarshalToken after a round trip = %q, %v; want %q", b2, err, b)
+		}
+	})
+}
+
+func TestSecretsStoreErrors(t *testing.T) {
+	key, err := NewAESGCM(ccKey(9))
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherKey, err := NewAESGCM(ccKey(10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name  string
+		data  string
+		codec Codec
+	}{
+		{"garbage", "garbage " + secAT + " " + secRT, nil},
+		{"truncated", `{"version":1,"token":{"access_token":"` + secAT + `","refresh_token":"` + secRT, nil},
+		{"wrong type", `{"version":1,"token":{"access_token":"` + secAT + `","refresh_token":["` + secRT + `"]}}`, nil},
+		{"unknown field", `{"version":1,"token":{"access_token":"` + secAT + `"},"` + secRT + `":1}`, nil},
+		{"bad expiry", `{"version":1,"token":{"access_token":"` + secAT + `","expiry":"` + secRT + `"}}`, nil},
+		{"CRLF", `{"version":1,"token":{"access_token":"` + secAT + `\r\n","refresh_token":"` + secRT + `"}}`, nil},
+		{"wrong version", `{"version":7,"token":{"access_token":"` + secAT + `","refresh_token":"` + secRT + `"}}`, nil},
+		{"plain under codec", `{"version":1,"token":{"access_token":"` + secAT + `","refresh_token":"` + secRT + `"}}`, key},
+		{"huge", strings.Repeat(secAT, 1<<17), nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fs := NewFileStore(filepath.Join(t.TempDir(), "token.json"))
+			fs.Codec = tt.codec
+			if err := os.WriteFile(fs.path, []byte(tt.data), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			_, err := fs.Load(t.Context())
+			if err == nil {
+				t.Fatal("Load = nil error, want one")
+			}
+			secErrCheck(t, err)
+
+			// Through a Source, with the Logger on.
+			var buf secBuffer
+			cfg := secConfig()
+			cfg.Logger = slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+			src := NewSource(cfg, fs)
+			_, err = src.Token(t.Context())
+			if cerr := src.Close(); cerr != nil {
+				t.Errorf("Close: %v", cerr)
+			}
+			if err == nil {
+				t.Fatal("Source.Token = nil error, want one")
+			}
+			secErrCheck(t, err)
+			secCheck(t, "log", buf.String())
+		})
+	}
+	t.Run("wrong key", func(t *testing.T) {
+		fs := NewFileStore(filepath.Join(t.TempDir(), "token.json"))
+		fs.Codec = key
+		tok := secToken()
+		if err := fs.Save(t.Context(), &tok); err != nil {
+			t.Fatal(err)
+		}
+		fs2 := NewFileStore(fs.path)
+		fs2.Codec = otherKey
+		_, err := fs2.Load(t.Context())
+		if !errors.Is(err, ErrDecrypt) {
+			t.Fatalf("Load with the wrong key = %v, want ErrDecrypt", err)
+		}
+		secErrCheck(t, err)
+	})
+	t.Run("UnmarshalToken", func(t *testing.T) {
+		for _, data := range []string{secAT, `{"access_token":"` + secAT + `"`, `{"access_token":["` + secAT + `"]}`, `{"expiry":"` + secRT + `","access_token":"x"}`} {
+			_, err := unmarshalToken([]byte(data))
+			if err == nil {
+				t.Fatalf("unmarshalToken(%q) = nil error, want one", data)
+			}
+			secErrCheck(t, err)
 		}
 	})
 }

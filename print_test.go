@@ -1,10 +1,13 @@
 package bearer
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -194,5 +197,175 @@ func TestPrintWhereRedactionStops(t *testing.T) {
 	shows("%s of a *Source in an unexported field", fmt.Sprintf(wrongVerb, struct{ s *Source }{src}), secCS)
 	if got := fmt.Sprintf("%v", struct{ s *Source }{src}); strings.Contains(got, secCS) {
 		t.Errorf("%%v of a *Source in an unexported field = %s, want only its address", got)
+	}
+}
+
+// Distinctive secrets: none may appear in any printed form.
+const (
+	secAT = "AT-SECRET-7f3a"
+	secRT = "RT-SECRET-91bc"
+	secCS = "CS-SECRET-55de"
+)
+
+var secAll = []string{secAT, secRT, secCS}
+
+// secCheck fails if text holds any of secrets.
+func secCheck(t *testing.T, what, text string, secrets ...string) {
+	t.Helper()
+	if len(secrets) == 0 {
+		secrets = secAll
+	}
+	for _, s := range secrets {
+		if strings.Contains(text, s) {
+			t.Errorf("%s holds the secret %q: %s", what, s, text)
+		}
+	}
+}
+
+func secToken() Token {
+	return Token{
+		AccessToken:   secAT,
+		TokenType:     "Bearer",
+		RefreshToken:  secRT,
+		Expiry:        epNow.Add(time.Hour),
+		RefreshExpiry: epNow.Add(24 * time.Hour),
+		Info:          []byte(`{"user":"u1"}`),
+	}
+}
+
+func secConfig() Config {
+	cfg, _ := epConfig(nil)
+	cfg.ClientSecret = secCS
+	return cfg
+}
+
+// secHolder is a user struct that holds a Token, as applications do.
+type secHolder struct {
+	Name  string
+	Tok   Token
+	Ptr   *Token
+	Cfg   Config
+	CfgP  *Config
+	Slice []Token
+	Map   map[string]*Token
+}
+
+var secVerbs = []string{"%v", "%+v", "%#v", "%s", "%q", "%x", "%X", "%d", "%T %v", "%20s", "%-40v"}
+
+func TestSecretsFmt(t *testing.T) {
+	tok := secToken()
+	cfg := secConfig()
+	holder := secHolder{Name: "h", Tok: tok, Ptr: &tok, Cfg: cfg, CfgP: &cfg, Slice: []Token{tok}, Map: map[string]*Token{"k": &tok}}
+	values := []struct {
+		name string
+		v    any
+	}{
+		{"Token", tok},
+		{"*Token", &tok},
+		{"Config", cfg},
+		{"*Config", &cfg},
+		{"holder", holder},
+		{"*holder", &holder},
+		{"[]Token", []Token{tok}},
+		{"[]*Token", []*Token{&tok}},
+		{"map", map[string]Token{"k": tok}},
+		{"anonymous struct", struct{ T Token }{tok}},
+	}
+	for _, v := range values {
+		t.Run(v.name, func(t *testing.T) {
+			for _, verb := range secVerbs {
+				secCheck(t, fmt.Sprintf("Sprintf(%q, %s)", verb, v.name), fmt.Sprintf(verb, v.v))
+			}
+			secCheck(t, "Sprint", fmt.Sprint(v.v))
+			secCheck(t, "Sprintln", fmt.Sprintln(v.v))
+			secCheck(t, "Errorf", fmt.Errorf("wrapping %v: %w", v.v, errors.New("x")).Error())
+		})
+	}
+	// The methods themselves.
+	secCheck(t, "Token.String", tok.String())
+	secCheck(t, "Token %#v", fmt.Sprintf("%#v", tok))
+	secCheck(t, "Config.String", cfg.String())
+	secCheck(t, "Config %#v", fmt.Sprintf("%#v", cfg))
+}
+
+func TestSecretsFmtShowsNonSecrets(t *testing.T) {
+	// Redaction must not hide what is safe and useful to see.
+	tok := secToken()
+	cfg := secConfig()
+	tests := []struct {
+		name string
+		got  string
+		want []string
+	}{
+		{"Token", fmt.Sprintf("%v", tok), []string{"Bearer", "[redacted]", "2031-03-04T06:06:07Z"}},
+		{"empty Token", fmt.Sprintf("%v", Token{}), []string{`AccessToken:""`}},
+		{"Config", fmt.Sprintf("%v", cfg), []string{epURL, "client-1", "[redacted]"}},
+		{"default Config", fmt.Sprintf("%v", Config{}), []string{DefaultTokenURL}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for _, w := range tt.want {
+				if !strings.Contains(tt.got, w) {
+					t.Errorf("%s printed = %q, want it to contain %q", tt.name, tt.got, w)
+				}
+			}
+		})
+	}
+}
+
+// secBuffer is a bytes.Buffer safe for the concurrent writes of a logger.
+type secBuffer struct {
+	mu sync.Mutex // guards b
+	b  bytes.Buffer
+}
+
+func (s *secBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *secBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestSecretsSlog(t *testing.T) {
+	tok := secToken()
+	cfg := secConfig()
+	handlers := []struct {
+		name string
+		new  func(w *secBuffer) slog.Handler
+	}{
+		{"json", func(w *secBuffer) slog.Handler {
+			return slog.NewJSONHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug})
+		}},
+		{"text", func(w *secBuffer) slog.Handler {
+			return slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug})
+		}},
+	}
+	for _, h := range handlers {
+		t.Run(h.name, func(t *testing.T) {
+			var buf secBuffer
+			l := slog.New(h.new(&buf))
+			l.Debug("token", "tok", tok)
+			l.Debug("token pointer", "tok", &tok)
+			l.Info("config", "cfg", cfg)
+			l.Info("config pointer", "cfg", &cfg)
+			l.LogAttrs(t.Context(), slog.LevelDebug, "attrs", slog.Any("tok", tok), slog.Any("cfg", &cfg))
+			l.With("tok", tok).WithGroup("g").Warn("with", "cfg", cfg)
+			l.Debug("group", slog.Group("g", "tok", &tok, "cfg", cfg))
+			out := buf.String()
+			if strings.Count(out, "\n") != 7 {
+				t.Fatalf("log has %d lines, want 7:\n%s", strings.Count(out, "\n"), out)
+			}
+			secCheck(t, "log", out)
+			for _, w := range []string{"client-1", "Bearer"} {
+				if !strings.Contains(out, w) {
+					t.Errorf("log does not contain %q:\n%s", w, out)
+				}
+			}
+		})
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 	"unicode"
@@ -418,4 +419,99 @@ func FuzzRedact(f *testing.F) {
 			t.Errorf("excerpt = %q, %d bytes, want at most %d", out, len(out), max+len("…"))
 		}
 	})
+}
+
+func TestSecretsSourceLog(t *testing.T) {
+	handlers := []struct {
+		name string
+		new  func(w *secBuffer) slog.Handler
+	}{
+		{"json", func(w *secBuffer) slog.Handler {
+			return slog.NewJSONHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug})
+		}},
+		{"text", func(w *secBuffer) slog.Handler {
+			return slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug})
+		}},
+	}
+	for _, h := range handlers {
+		t.Run(h.name, func(t *testing.T) {
+			var buf secBuffer
+			now := epNow
+			var mu sync.Mutex // guards now
+			clock := func() time.Time {
+				mu.Lock()
+				defer mu.Unlock()
+				return now
+			}
+			advance := func(d time.Duration) {
+				mu.Lock()
+				now = now.Add(d)
+				mu.Unlock()
+			}
+			const newAT, newRT = "AT-SECRET-NEW-1111", "RT-SECRET-NEW-2222"
+			ok := epJSON(200, `{"token_type":"Bearer","expires_in":3600,"access_token":"`+newAT+`","refresh_token":"`+newRT+`","info":{"u":1}}`)
+			// Servers can echo only what they were sent: the refresh
+			// token being spent and the client secret.
+			fail500 := secEcho(500, "text/html", func(b string) string { return "<pre>" + b + "</pre>" })
+			grant := secEcho(400, "application/json", func(b string) string {
+				return `{"error":"invalid_grant","error_description":"` + strings.ReplaceAll(b, `"`, `'`) + `"}`
+			})
+			cfg, mt := epConfig(epSeq(ok, fail500, fail500, grant))
+			cfg.ClientSecret = secCS
+			cfg.MaxRetries = 1
+			cfg.Now = clock
+			cfg.Logger = slog.New(h.new(&buf))
+			var hookErrs []error
+			cfg.Hooks.RefreshFinished = func(_ context.Context, _ time.Duration, err error) {
+				if err != nil {
+					hookErrs = append(hookErrs, err)
+				}
+			}
+			cfg.Hooks.Reauthorize = func(_ context.Context, err error) { hookErrs = append(hookErrs, err) }
+			store := NewMemoryStore(&Token{AccessToken: secAT, RefreshToken: secRT, Expiry: epNow.Add(-time.Minute)})
+			src := NewSource(cfg, store)
+
+			// A refresh that works.
+			tok, err := src.Token(t.Context())
+			if err != nil {
+				t.Fatalf("Token: %v", err)
+			}
+			if tok.AccessToken != newAT {
+				t.Fatalf("AccessToken = %q, want the refreshed one", tok.AccessToken)
+			}
+			// The new token expires: the next refresh fails twice with
+			// 500, then the server rejects the grant.
+			advance(2 * time.Hour)
+			if _, err := src.Token(t.Context()); err == nil {
+				t.Fatal("Token after 500s = nil error, want one")
+			} else {
+				secErrCheck(t, err, secAT, secRT, secCS, newAT, newRT)
+			}
+			if _, err := src.Token(t.Context()); !errors.Is(err, ErrReauthorize) {
+				t.Fatalf("Token after invalid_grant = %v, want ErrReauthorize", err)
+			} else {
+				secErrCheck(t, err, secAT, secRT, secCS, newAT, newRT)
+			}
+			if err := src.Close(); err != nil {
+				t.Errorf("Close: %v", err)
+			}
+			if n := mt.GetTotalCallCount(); n != 4 {
+				t.Errorf("requests = %d, want 4", n)
+			}
+			out := buf.String()
+			for _, level := range []string{"DEBUG", "WARN", "ERROR"} {
+				if !strings.Contains(out, level) {
+					t.Errorf("log has no %s line:\n%s", level, out)
+				}
+			}
+			secCheck(t, "Source log", out, secAT, secRT, secCS, newAT, newRT)
+			for _, err := range hookErrs {
+				secErrCheck(t, err, secAT, secRT, secCS, newAT, newRT)
+			}
+			if len(hookErrs) == 0 {
+				t.Errorf("hooks got no errors, want the failures")
+			}
+			secCheck(t, "Stats", fmt.Sprintf("%+v", src.Stats()), secAT, secRT, secCS, newAT, newRT)
+		})
+	}
 }
