@@ -10,7 +10,8 @@ import (
 	"time"
 )
 
-// The fuzz targets below run their seeds in every `go test`; .ci/fuzz runs
+// Helpers shared by the fuzz targets, which sit in the test file of the code
+// they fuzz. The targets run their seeds in every `go test`; .ci/fuzz runs
 // each briefly with -fuzz. Token values in the seeds start with "SECRET" so
 // that the targets can tell a leaked secret from an error's own words.
 

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -187,11 +186,9 @@ func TestSourcePrintsNoRefreshToken(t *testing.T) {
 	}
 	out := fmt.Sprintf("%+v", src)
 	if strings.Contains(out, f.grant.RefreshToken) {
-		t.Errorf("fmt %%+v of *Source contains the refresh token: %.200s...", out[strings.Index(out, "spent"):])
+		t.Errorf("fmt %%+v of *Source contains the refresh token: %.200s...", out)
 	}
 }
-
-var _ = sync.Mutex{}
 
 func TestSaveFailureUsesTokenAndRetriesSave(t *testing.T) {
 	f := newFixture(t, bearertest.Config{})
