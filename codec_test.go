@@ -305,10 +305,14 @@ func FuzzUnmarshalToken(f *testing.F) {
 		if tok.AccessToken == "" && tok.RefreshToken == "" {
 			t.Errorf("UnmarshalToken = %v: neither an access nor a refresh token", tok)
 		}
-		for _, s := range []string{tok.AccessToken, tok.RefreshToken, tok.TokenType} {
+		for _, s := range []string{tok.AccessToken, tok.TokenType} {
 			if !fzHeaderSafe(s) {
 				t.Errorf("UnmarshalToken = a token holding %q, not header-safe", s)
 			}
+		}
+		if !vschar(tok.RefreshToken) {
+			// It travels in a body, so RFC 6749's VSCHAR, a space included.
+			t.Errorf("UnmarshalToken = a refresh token %q, not VSCHAR", tok.RefreshToken)
 		}
 		b, err := marshalToken(tok)
 		if err != nil {

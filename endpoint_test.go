@@ -538,8 +538,8 @@ func FuzzRetrieve(f *testing.F) {
 		if status < 200 || status >= 300 {
 			t.Errorf("retrieve = a token from a %d answer", status)
 		}
-		if tok.AccessToken == "" || !fzHeaderSafe(tok.AccessToken) || !fzHeaderSafe(tok.RefreshToken) {
-			t.Errorf("retrieve = token %q refresh %q, want a non-empty header-safe access token", tok.AccessToken, tok.RefreshToken)
+		if tok.AccessToken == "" || !fzHeaderSafe(tok.AccessToken) || !vschar(tok.RefreshToken) {
+			t.Errorf("retrieve = token %q refresh %q, want a non-empty header-safe access token and a VSCHAR refresh token", tok.AccessToken, tok.RefreshToken)
 		}
 		if !strings.EqualFold(tok.TokenType, "bearer") {
 			t.Errorf("TokenType = %q, want bearer in any case", tok.TokenType)

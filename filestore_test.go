@@ -479,10 +479,13 @@ func FuzzFileStoreLoad(f *testing.F) {
 		if tok.AccessToken == "" && tok.RefreshToken == "" {
 			t.Errorf("Load = %v: neither an access nor a refresh token", tok)
 		}
-		for _, s := range []string{tok.AccessToken, tok.RefreshToken, tok.TokenType} {
+		for _, s := range []string{tok.AccessToken, tok.TokenType} {
 			if !fzHeaderSafe(s) {
 				t.Errorf("Load = a token holding %q, not header-safe", s)
 			}
+		}
+		if !vschar(tok.RefreshToken) {
+			t.Errorf("Load = a refresh token %q, not VSCHAR", tok.RefreshToken)
 		}
 
 		if err := fs.Save(ctx, tok); err != nil {
