@@ -331,21 +331,24 @@ func (s *secBuffer) String() string {
 	return s.b.String()
 }
 
+// secHandlers are slog's own handlers, each at debug level, writing to a
+// secBuffer: what a user's logs would hold.
+var secHandlers = []struct {
+	name string
+	new  func(w *secBuffer) slog.Handler
+}{
+	{"json", func(w *secBuffer) slog.Handler {
+		return slog.NewJSONHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug})
+	}},
+	{"text", func(w *secBuffer) slog.Handler {
+		return slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug})
+	}},
+}
+
 func TestSecretsSlog(t *testing.T) {
 	tok := secToken()
 	cfg := secConfig()
-	handlers := []struct {
-		name string
-		new  func(w *secBuffer) slog.Handler
-	}{
-		{"json", func(w *secBuffer) slog.Handler {
-			return slog.NewJSONHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug})
-		}},
-		{"text", func(w *secBuffer) slog.Handler {
-			return slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug})
-		}},
-	}
-	for _, h := range handlers {
+	for _, h := range secHandlers {
 		t.Run(h.name, func(t *testing.T) {
 			var buf secBuffer
 			l := slog.New(h.new(&buf))

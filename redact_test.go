@@ -422,18 +422,7 @@ func FuzzRedact(f *testing.F) {
 }
 
 func TestSecretsSourceLog(t *testing.T) {
-	handlers := []struct {
-		name string
-		new  func(w *secBuffer) slog.Handler
-	}{
-		{"json", func(w *secBuffer) slog.Handler {
-			return slog.NewJSONHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug})
-		}},
-		{"text", func(w *secBuffer) slog.Handler {
-			return slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug})
-		}},
-	}
-	for _, h := range handlers {
+	for _, h := range secHandlers {
 		t.Run(h.name, func(t *testing.T) {
 			var buf secBuffer
 			now := epNow

@@ -57,12 +57,14 @@ func (s *Source) refresh(ctx context.Context, w want) (*Token, error) {
 	if s.cfg.ClientCredentials {
 		return s.spend(ctx, w, base, false)
 	}
-	switch {
-	case base == nil:
+	if base == nil {
 		return nil, errorf("no token to refresh; obtain one first (Config.Exchange) and save it: %w", ErrNoToken)
-	case s.cfg.checkIssuer(base) != nil:
+	}
+	if err := s.cfg.checkIssuer(base); err != nil {
 		// Its refresh token, and the client secret, belong elsewhere.
-		return nil, s.cfg.checkIssuer(base)
+		return nil, err
+	}
+	switch {
 	case base.RefreshToken == "":
 		return nil, s.reauthorize(ctx, fmt.Errorf("%w: the token has no refresh token", ErrReauthorize))
 	case !base.RefreshExpiry.IsZero() && !s.now().Before(base.RefreshExpiry):
