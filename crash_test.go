@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -37,7 +38,8 @@ const (
 type child struct {
 	cmd    *exec.Cmd
 	out    *childOutput
-	exited chan error // receives the result of Wait once
+	stdin  io.WriteCloser // closing it tells the child to stop (childStopped)
+	exited chan error     // receives the result of Wait once
 }
 
 // startChild runs the test function run (a ^...$ pattern) in a new process
@@ -46,13 +48,21 @@ func startChild(t *testing.T, run, role string, env ...string) *child {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^"+run+"$", "-test.count=1")
 	cmd.Env = append(os.Environ(), append([]string{childEnv + "=" + role}, env...)...)
+	// A race-enabled binary sleeps a second at exit (GORACE's
+	// atexit_sleep_ms) so that late reports get out; a parent waits on
+	// every child that exits by itself, and a race still fails it.
+	cmd.Env = append(cmd.Env, "GORACE="+strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
 	out := &childOutput{tick: make(chan struct{}, 1)}
 	cmd.Stdout = out
 	cmd.Stderr = &out.stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	c := &child{cmd: cmd, out: out, exited: make(chan error, 1)}
+	c := &child{cmd: cmd, out: out, stdin: stdin, exited: make(chan error, 1)}
 	go func() { c.exited <- cmd.Wait() }()
 	t.Cleanup(func() {
 		// A child the test did not reap is stopped, so no goroutine
@@ -97,6 +107,20 @@ func (c *child) dump() string {
 	c.exited <- err
 	return c.out.stderr.String()
 }
+
+// childStopped is closed, in a child, when its parent closes its stdin
+// (child.stop) or dies.
+func childStopped() <-chan struct{} {
+	stopped := make(chan struct{})
+	go func() {
+		io.Copy(io.Discard, os.Stdin)
+		close(stopped)
+	}()
+	return stopped
+}
+
+// stop tells the child to stop (see childStopped).
+func (c *child) stop() { c.stdin.Close() }
 
 // kill sends SIGKILL and reaps the child.
 func (c *child) kill() {

@@ -74,67 +74,82 @@ func fsFileSize(t *testing.T, codec Codec, tok *Token) int {
 	return int(fi.Size())
 }
 
+// TestFileStoreSizeLimit saves a token whose file is exactly maxFile bytes
+// and one a byte larger. Each 4 MiB pass is slow under the race detector
+// (about half a second), so each boundary is crossed where it can break:
+// the read limit and Save's check on a plain file, Save's check after
+// sealing (a check made before it would let a sealed file grow past the
+// limit) through a lease, as a Source saves.
 func TestFileStoreSizeLimit(t *testing.T) {
-	t.Parallel() // waits on real time or the disk; touches nothing shared
+	t.Parallel() // 4 MiB passes: slow under the race detector
 	codec, err := NewAESGCM(ccKey(3))
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, tt := range []struct {
-		name  string
-		codec Codec
-	}{{"plain", nil}, {"sealed", codec}} {
-		t.Run(tt.name, func(t *testing.T) {
-			// A file past indentBelow grows by one byte per byte of Info.
-			n0 := 2 * indentBelow
-			n := n0 + maxFile - fsFileSize(t, tt.codec, fsInfoToken(n0))
-			atLimit, past := fsInfoToken(n), fsInfoToken(n+1)
-
-			fs := &FileStore{Codec: tt.codec, path: fsPath(t)}
-			if err := fs.Save(t.Context(), atLimit); err != nil {
-				t.Fatalf("Save of a token whose file is %d bytes: %v", maxFile, err)
-			}
-			if fi, err := os.Stat(fs.path); err != nil || fi.Size() != maxFile {
-				t.Fatalf("file = %v, %v; want exactly %d bytes", fi.Size(), err, maxFile)
-			}
-			got, err := fs.Load(t.Context())
-			if err != nil {
-				t.Fatalf("Load of a file at the limit: %v", err)
-			}
-			if got.RefreshToken != atLimit.RefreshToken || string(got.Info) != string(atLimit.Info) {
-				t.Errorf("Load of a file at the limit = another token")
-			}
-
-			// Past the limit, over a small token (one less 4 MiB read).
-			small := fsToken()
-			if err := fs.Save(t.Context(), small); err != nil {
-				t.Fatal(err)
-			}
-			before, err := os.ReadFile(fs.path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			err = fs.Save(t.Context(), past)
-			if !errors.Is(err, ErrUnstorable) {
-				t.Fatalf("Save of a token one byte past the limit = %v, want ErrUnstorable", err)
-			}
-			if !strings.Contains(err.Error(), fmt.Sprint(maxFile+1)) {
-				t.Errorf("Save error = %q, want it to name the size %d", err, maxFile+1)
-			}
-			// Through a lease, as a Source saves, too.
-			lease, err := fs.Lock(t.Context())
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := lease.CompareAndSwap(t.Context(), small, past); !errors.Is(err, ErrUnstorable) {
-				t.Errorf("CompareAndSwap to a token past the limit = %v, want ErrUnstorable", err)
-			}
-			if err := lease.Unlock(t.Context()); err != nil {
-				t.Fatal(err)
-			}
-			fsUnchanged(t, fs, before)
-		})
+	// atLimit returns the tokens whose file with codec is maxFile bytes
+	// and one byte more: past indentBelow a file grows by one byte per
+	// byte of Info.
+	atLimit := func(t *testing.T, codec Codec) (at, past *Token) {
+		n0 := 2 * indentBelow
+		n := n0 + maxFile - fsFileSize(t, codec, fsInfoToken(n0))
+		return fsInfoToken(n), fsInfoToken(n + 1)
 	}
+	// refused fails unless err refuses a file of maxFile+1 bytes.
+	refused := func(t *testing.T, err error) {
+		t.Helper()
+		if !errors.Is(err, ErrUnstorable) {
+			t.Fatalf("saving a token one byte past the limit = %v, want ErrUnstorable", err)
+		}
+		if !strings.Contains(err.Error(), fmt.Sprint(maxFile+1)) {
+			t.Errorf("error = %q, want it to name the size %d", err, maxFile+1)
+		}
+	}
+
+	t.Run("plain", func(t *testing.T) {
+		at, past := atLimit(t, nil)
+		fs := NewFileStore(fsPath(t))
+		if err := fs.Save(t.Context(), at); err != nil {
+			t.Fatalf("Save of a token whose file is %d bytes: %v", maxFile, err)
+		}
+		if fi, err := os.Stat(fs.path); err != nil || fi.Size() != maxFile {
+			t.Fatalf("file = %v, %v; want exactly %d bytes", fi.Size(), err, maxFile)
+		}
+		got, err := NewFileStore(fs.path).Load(t.Context())
+		if err != nil {
+			t.Fatalf("Load of a file at the limit: %v", err)
+		}
+		if got.RefreshToken != at.RefreshToken || string(got.Info) != string(at.Info) {
+			t.Errorf("Load of a file at the limit = another token")
+		}
+		before, err := os.ReadFile(fs.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		refused(t, fs.Save(t.Context(), past))
+		fsUnchanged(t, fs, before)
+	})
+
+	t.Run("sealed, through a lease", func(t *testing.T) {
+		_, past := atLimit(t, codec)
+		fs := &FileStore{Codec: codec, path: fsPath(t)}
+		small := fsToken()
+		if err := fs.Save(t.Context(), small); err != nil {
+			t.Fatal(err)
+		}
+		before, err := os.ReadFile(fs.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lease, err := fs.Lock(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		refused(t, lease.CompareAndSwap(t.Context(), small, past))
+		if err := lease.Unlock(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		fsUnchanged(t, fs, before)
+	})
 }
 
 // fsUnchanged fails unless fs's file still holds before and nothing else

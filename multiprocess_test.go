@@ -26,7 +26,10 @@ const (
 	mpScale    = 10
 	mpLifetime = 3 * time.Second
 	mpChildren = 4
-	mpRun      = 3 * time.Second // real time each child sends requests after its first answer
+	// mpActive is how long, in real time, the parent lets every child
+	// send requests once each has had its first answer: over six
+	// lifetimes.
+	mpActive = 2 * time.Second
 )
 
 // mpClock runs mpScale times faster than the wall clock from epoch. It
@@ -40,9 +43,9 @@ func (c mpClock) Now() time.Time {
 
 // TestMultiprocessChild is a child of TestMultiprocessOneRefreshPerExpiry:
 // a Source of its own over the shared FileStore, used through a Transport
-// against the protected API every 10 ms, for mpRun from its first answer
-// (or until BEARER_TEST_UNTIL, a safety net). It prints a progress line at
-// its first answer and a stats line at the end.
+// against the protected API every 10 ms until the parent stops it (or
+// until BEARER_TEST_UNTIL, a safety net). It prints a progress line at its
+// first answer and a stats line, with the time it stopped, at the end.
 func TestMultiprocessChild(t *testing.T) {
 	if os.Getenv(childEnv) != "multiprocess" {
 		return
@@ -69,7 +72,9 @@ func TestMultiprocessChild(t *testing.T) {
 	var requests, failures int
 	tick := time.NewTicker(10 * time.Millisecond) // pacing the load, not synchronising
 	defer tick.Stop()
+	stopped := childStopped()
 	stop := time.Unix(0, until)
+load:
 	for time.Now().Before(stop) {
 		resp, err := client.Get(api)
 		requests++
@@ -85,11 +90,15 @@ func TestMultiprocessChild(t *testing.T) {
 			resp.Body.Close()
 			if requests-failures == 1 {
 				fmt.Println("progress")
-				stop = time.Now().Add(mpRun)
 			}
 		}
-		<-tick.C
+		select {
+		case <-tick.C:
+		case <-stopped:
+			break load
+		}
 	}
+	stop = time.Now()
 	if err := src.Close(); err != nil {
 		t.Error(err)
 	}
@@ -100,7 +109,7 @@ func TestMultiprocessChild(t *testing.T) {
 
 // TestMultiprocessOneRefreshPerExpiry runs four processes, each with its
 // own Source over one FileStore, against a strict server whose access
-// tokens live 300 ms, for 3 s each: well over five expiries. The file lock
+// tokens live 300 ms, all of them for 2 s: over six expiries. The file lock
 // must make them share every rotation: no refresh token is presented
 // twice, the server rotates once per token lifetime (within the bounds
 // below), and the file ends holding the family's live head.
@@ -118,7 +127,7 @@ func TestMultiprocessOneRefreshPerExpiry(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	until := time.Now().Add(mpRun + 15*time.Second)
+	until := time.Now().Add(mpActive + 15*time.Second)
 	env := []string{
 		childURLEnv + "=" + srv.TokenURL(),
 		mpAPIEnv + "=" + srv.APIURL(),
@@ -131,11 +140,15 @@ func TestMultiprocessOneRefreshPerExpiry(t *testing.T) {
 		children = append(children, startChild(t, "TestMultiprocessChild", "multiprocess", env...))
 	}
 	for i, c := range children {
-		if !c.waitProgress(1, mpRun+10*time.Second) {
+		if !c.waitProgress(1, 10*time.Second) {
 			t.Fatalf("child %d made no progress; stderr: %s", i, c.dump())
 		}
 	}
 	active := clock.Now() // every child is sending requests
+	time.Sleep(mpActive) // the load's duration, not a synchronisation
+	for _, c := range children {
+		c.stop()
+	}
 	var childRefreshes, requests int
 	activeEnd := until
 	for i, c := range children {
