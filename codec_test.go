@@ -330,6 +330,7 @@ func FuzzUnmarshalToken(f *testing.F) {
 }
 
 func TestSecretsStoreErrors(t *testing.T) {
+	t.Parallel() // waits on the disk; touches nothing shared
 	key, err := NewAESGCM(ccKey(9))
 	if err != nil {
 		t.Fatal(err)

@@ -272,6 +272,7 @@ func secErrCheck(t *testing.T, err error, secrets ...string) {
 }
 
 func TestSecretsRetrieveErrors(t *testing.T) {
+	t.Parallel() // touches nothing shared
 	all := secAT + " " + secRT + " " + secCS
 	// What was sent, which error answers can echo; the access token is
 	// not sent with the refresh grant.

@@ -26,6 +26,7 @@ func lockExcluded(t *testing.T, path, why string) {
 // clean-up job, an operator) must not let a second process in: it would
 // spend the holder's refresh token.
 func TestFileLockSurvivesDeletedLockFiles(t *testing.T) {
+	t.Parallel() // waits on the disk; touches nothing shared
 	path := filepath.Join(t.TempDir(), "token.json")
 	a, err := NewFileStore(path).Lock(t.Context())
 	if err != nil {

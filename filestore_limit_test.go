@@ -21,6 +21,7 @@ import (
 // 200,000 '<' (1.2 MB once JSON escapes each as \u003c) arrives over HTTP,
 // is saved, and a new FileStore reads it back.
 func TestFileStoreKeepsLargeAnswer(t *testing.T) {
+	t.Parallel() // waits on the disk; touches nothing shared
 	info := `"` + strings.Repeat("<", 200_000) + `"`
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
@@ -76,10 +77,11 @@ func fsFileSize(t *testing.T, codec Codec, tok *Token) int {
 
 // TestFileStoreSizeLimit saves a token whose file is exactly maxFile bytes
 // and one a byte larger. Each 4 MiB pass is slow under the race detector
-// (about half a second), so each boundary is crossed where it can break:
-// the read limit and Save's check on a plain file, Save's check after
-// sealing (a check made before it would let a sealed file grow past the
-// limit) through a lease, as a Source saves.
+// (about half a second), so each boundary is crossed once, where it can
+// break: Save and Load at the limit on a plain file; one byte past it on a
+// sealed file (a check made before sealing would let the file grow past
+// the limit), through a lease, as a Source saves. Save and the lease write
+// through the same check.
 func TestFileStoreSizeLimit(t *testing.T) {
 	t.Parallel() // 4 MiB passes: slow under the race detector
 	codec, err := NewAESGCM(ccKey(3))
@@ -105,8 +107,8 @@ func TestFileStoreSizeLimit(t *testing.T) {
 		}
 	}
 
-	t.Run("plain", func(t *testing.T) {
-		at, past := atLimit(t, nil)
+	plain := func(t *testing.T) {
+		at, _ := atLimit(t, nil)
 		fs := NewFileStore(fsPath(t))
 		if err := fs.Save(t.Context(), at); err != nil {
 			t.Fatalf("Save of a token whose file is %d bytes: %v", maxFile, err)
@@ -121,15 +123,9 @@ func TestFileStoreSizeLimit(t *testing.T) {
 		if got.RefreshToken != at.RefreshToken || string(got.Info) != string(at.Info) {
 			t.Errorf("Load of a file at the limit = another token")
 		}
-		before, err := os.ReadFile(fs.path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		refused(t, fs.Save(t.Context(), past))
-		fsUnchanged(t, fs, before)
-	})
+	}
 
-	t.Run("sealed, through a lease", func(t *testing.T) {
+	sealedPast := func(t *testing.T) {
 		_, past := atLimit(t, codec)
 		fs := &FileStore{Codec: codec, path: fsPath(t)}
 		small := fsToken()
@@ -149,7 +145,10 @@ func TestFileStoreSizeLimit(t *testing.T) {
 			t.Fatal(err)
 		}
 		fsUnchanged(t, fs, before)
-	})
+	}
+
+	// CPU-bound, on two cores when they are free.
+	sideBySide(t, subtest{"plain, at the limit", plain}, subtest{"sealed, past the limit", sealedPast})
 }
 
 // fsUnchanged fails unless fs's file still holds before and nothing else

@@ -233,6 +233,7 @@ func TestFileStoreMissingFolder(t *testing.T) {
 }
 
 func TestFileStoreCorrupt(t *testing.T) {
+	t.Parallel() // waits on the disk; touches nothing shared
 	valid, err := os.ReadFile(fsSaved(t, fsToken()))
 	if err != nil {
 		t.Fatal(err)

@@ -154,6 +154,7 @@ func TestResponseRequestIsCallers(t *testing.T) {
 // the server with exactly its caller's header plus what its Base did, and
 // under -race nothing may race.
 func TestHeaderIsolation(t *testing.T) {
+	t.Parallel() // touches nothing shared
 	var mu sync.Mutex
 	valid := "Bearer tok-0" // guarded by mu
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -321,6 +321,7 @@ func TestRedactKeepsWhatIsNotSecret(t *testing.T) {
 // error_description; neither err.Error(), the RetrieveError's fields nor
 // the Source's log (text and JSON) shows them in any reading.
 func TestRedactEchoedOverHTTP(t *testing.T) {
+	t.Parallel() // touches nothing shared
 	secrets := []string{rdSecret, rdClientSecret}
 	type page struct {
 		name   string

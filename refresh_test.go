@@ -6,10 +6,13 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"path/filepath"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -164,101 +167,6 @@ func TestCloseWaitsForAbandonedRefresh(t *testing.T) {
 	}
 	if _, err := src.Refresh(t.Context(), stored); !errors.Is(err, ErrClosed) {
 		t.Errorf("Refresh after Close = %v, want ErrClosed", err)
-	}
-}
-
-// failingLocker is a MemoryStore whose writes under the lock fail while
-// fail is set, and whose reads return the last good token: a long outage.
-type failingLocker struct {
-	*MemoryStore
-	fail atomic.Bool
-}
-
-type failingLease struct {
-	Lease
-	s *failingLocker
-}
-
-func (s *failingLocker) Lock(ctx context.Context) (Lease, error) {
-	l, err := s.MemoryStore.Lock(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return &failingLease{Lease: l, s: s}, nil
-}
-
-func (l *failingLease) CompareAndSwap(ctx context.Context, old, new *Token) error {
-	if l.s.fail.Load() {
-		return errors.New("store unavailable")
-	}
-	return l.Lease.CompareAndSwap(ctx, old, new)
-}
-
-// However many rotations a save outage lasts, the Source never sends a
-// refresh token that a read answer replaced (the store keeps offering the
-// last saved one), and the newest token is saved once the store is back.
-func TestLongSaveOutageNeverResendsReplacedToken(t *testing.T) {
-	f := newFixture(t, bearertest.Config{})
-	store := &failingLocker{MemoryStore: NewMemoryStore(f.token())}
-	store.fail.Store(true)
-	src := f.source(store)
-	ctx := t.Context()
-	var last *Token
-	const rotations = 40 // more than any bounded memory of spent tokens
-	for i := range rotations {
-		f.clock.Advance(101 * time.Second)
-		tok, err := src.Token(ctx)
-		if err != nil {
-			t.Fatalf("rotation %d: Token() = %v", i, err)
-		}
-		last = tok
-	}
-	if st := f.srv.Stats(); st.Refreshes != rotations || st.ReuseAttempts != 0 || st.Revocations != 0 {
-		t.Fatalf("server: %d refreshes, %d reuses, %d revocations; want %d, 0, 0", st.Refreshes, st.ReuseAttempts, st.Revocations, rotations)
-	}
-	if stored, _ := store.Load(ctx); stored.RefreshToken != f.grant.RefreshToken {
-		t.Fatal("a save landed during the outage")
-	}
-	store.fail.Store(false)
-	if err := src.Close(); err != nil {
-		t.Fatalf("Close() after the outage = %v, want the last save to land", err)
-	}
-	if stored, err := store.Load(ctx); err != nil || stored.RefreshToken != last.RefreshToken {
-		t.Errorf("after Close the store holds %v, %v; want the newest token", stored, err)
-	}
-}
-
-// While its newest token is unsaved, a Source keeps the store's lock: another
-// Source sharing the store waits instead of spending the stored, already
-// spent refresh token, and Close returns the error of a save that did not land.
-func TestUnsavedRotationKeepsOthersOut(t *testing.T) {
-	f := newFixture(t, bearertest.Config{})
-	store := &failingLocker{MemoryStore: NewMemoryStore(f.token())}
-	store.fail.Store(true)
-	a := f.source(store)
-	b := f.source(store.MemoryStore)
-	ctx := t.Context()
-	f.clock.Advance(101 * time.Second)
-	if _, err := a.Token(ctx); err != nil {
-		t.Fatal(err)
-	}
-	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
-	defer cancel()
-	if tok, err := b.Token(short); err == nil {
-		t.Fatalf("b.Token() = %v while a's rotation is unsaved; want it to wait for the store's lock", tok)
-	}
-	if err := a.Close(); err == nil {
-		t.Error("a.Close() = nil with its newest token unsaved, want the save's error")
-	}
-	// a is gone; its rotation with it. b finds the refresh token marked as
-	// being spent, sends it once (the outcome is unknown to b), and
-	// reports the strict server's answer as an interrupted refresh.
-	_, err := b.Token(ctx)
-	if !errors.Is(err, ErrInterrupted) || !errors.Is(err, ErrReauthorize) {
-		t.Errorf("b.Token() after a died = %v, want ErrInterrupted and ErrReauthorize", err)
-	}
-	if st := f.srv.Stats(); st.ReuseAttempts != 1 {
-		t.Errorf("server saw %d reuses, want exactly b's one", st.ReuseAttempts)
 	}
 }
 
@@ -490,46 +398,6 @@ func TestClientRefusalIsRemembered(t *testing.T) {
 	}
 }
 
-// An API that rejects every token does not cause a refresh per request:
-// a 401 for a token that itself replaced a rejected one moments ago is
-// returned as it is, until a minute has passed.
-func TestRejectEverythingIsNoStorm(t *testing.T) {
-	f := newFixture(t, bearertest.Config{})
-	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
-		w.WriteHeader(http.StatusUnauthorized)
-	}))
-	defer api.Close()
-	src := f.source(NewMemoryStore(f.token()))
-	client := &http.Client{Transport: &Transport{Source: src}}
-	get := func() {
-		t.Helper()
-		resp, err := client.Get(api.URL)
-		if err != nil {
-			t.Fatalf("Get() = %v, want the API's 401", err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusUnauthorized {
-			t.Fatalf("status %d, want 401", resp.StatusCode)
-		}
-	}
-	for range 20 {
-		get()
-	}
-	if n := f.srv.Stats().Refreshes; n > 3 || n == 0 {
-		t.Errorf("20 requests rejected caused %d refreshes, want 1 to 3", n)
-	}
-	before := f.srv.Stats().Refreshes
-	f.clock.Advance(rejectionPause)
-	get()
-	if n := f.srv.Stats().Refreshes; n != before+1 {
-		t.Errorf("after the pause a rejection caused %d refreshes, want 1", n-before)
-	}
-	if st := f.srv.Stats(); st.ReuseAttempts != 0 {
-		t.Errorf("server saw %d reuses, want none", st.ReuseAttempts)
-	}
-}
-
 // A successful answer that was read but whose new refresh token is not a
 // string has still rotated: the old token is dead, reported as
 // ErrReauthorize, and never sent again. A refresh token with a space (RFC
@@ -572,33 +440,153 @@ func TestRefreshUnreadableRotationIsNotResent(t *testing.T) {
 	}
 }
 
-// The 401-storm rule holds back token requests only: when the store holds
-// a token another Source obtained, a rejection is answered with it.
-func TestRejectionPauseStillAdopts(t *testing.T) {
-	f := newFixture(t, bearertest.Config{})
-	store := NewMemoryStore(f.token())
-	a, b := f.source(store), f.source(store)
-	ctx := t.Context()
-	t0, err := a.Token(ctx)
+// msgHandler is a slog.Handler that sends each record's message to ch.
+type msgHandler struct{ ch chan string }
+
+func (h msgHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h msgHandler) WithAttrs([]slog.Attr) slog.Handler       { return h }
+func (h msgHandler) WithGroup(string) slog.Handler            { return h }
+func (h msgHandler) Handle(_ context.Context, r slog.Record) error {
+	select {
+	case h.ch <- r.Message:
+	default:
+	}
+	return nil
+}
+
+// refreshFinished is what interruptedFixture's logs receive when b's token
+// request ends.
+const refreshFinished = "test: b's token request ended"
+
+// interruptedFixture has two replicas, a and b, sharing one locked store.
+// a has refreshed, but its store was unreachable when it saved (a Redis
+// outage longer than its lease): the store still holds the refresh token a
+// spent, marked as being spent, and a retries the save in the background
+// while the test keeps the store down.
+type interruptedFixture struct {
+	*fixture
+	down    *flakyLocker // a's view of the store
+	a, b    *Source
+	t0, t1  *Token      // the token both started with; the one a got
+	logs    chan string // b's log messages and refreshFinished
+	adopted chan struct{}
+}
+
+func newInterruptedFixture(t *testing.T, cfg bearertest.Config) *interruptedFixture {
+	f := &interruptedFixture{
+		fixture: newFixture(t, cfg),
+		logs:    make(chan string, 100),
+		adopted: make(chan struct{}, 10),
+	}
+	mem := NewMemoryStore(f.token())
+	f.down = &flakyLocker{MemoryStore: mem, saved: make(chan struct{}, 10)}
+	f.down.fail.Store(math.MaxInt32)
+	f.a = f.source(f.down)
+	bcfg := f.config()
+	bcfg.Logger = slog.New(msgHandler{f.logs})
+	bcfg.Hooks.Adopted = func(context.Context) { f.adopted <- struct{}{} }
+	bcfg.Hooks.RefreshFinished = func(context.Context, time.Duration, error) { f.logs <- refreshFinished }
+	f.b = NewSource(bcfg, mem)
+	t.Cleanup(func() { f.b.Close() })
+
+	ctx := context.Background()
+	var err error
+	if f.t0, err = f.a.Token(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.b.Token(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Tokens live 100 s: refresh ahead from 75 s, expired from 90 s.
+	f.clock.Advance(80 * time.Second)
+	if f.t1, err = f.a.Refresh(ctx, f.t0); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.a.Stats().SaveFailures; got == 0 {
+		t.Fatal("a's save did not fail")
+	}
+	return f
+}
+
+// TestRefreshInterrupted: a refresh token recorded as being spent whose
+// result was never saved (its process died, or its store is down) is
+// taken over, not waited for forever.
+func TestRefreshInterrupted(t *testing.T) {
+	t.Run("expired token takes over another process's refresh", testExpiredTokenTakesOver)
+	t.Run("dead process's refresh taken over within grace", testDeadProcessTakenOver)
+}
+
+// testExpiredTokenTakesOver: once b's token has expired and a's save still has not landed (a may have
+// died), b spends the marked refresh token itself, which a server with a
+// reuse grace answers, rather than wait forever.
+func testExpiredTokenTakesOver(t *testing.T) {
+	f := newInterruptedFixture(t, bearertest.Config{ReuseGrace: time.Hour})
+	f.a.Close() // gone, its new token with it
+	ctx := context.Background()
+
+	f.clock.Advance(15 * time.Second) // b's token expired
+	got, err := f.b.Token(ctx)
+	if err != nil {
+		t.Fatalf("b.Token() = %v", err)
+	}
+	if got.AccessToken == f.t0.AccessToken {
+		t.Errorf("b.Token() returned the expired token")
+	}
+	if st := f.srv.Stats(); st.GraceReuses != 1 || st.Revocations != 0 {
+		t.Errorf("server saw %d grace reuses, %d revocations; want 1, 0", st.GraceReuses, st.Revocations)
+	}
+}
+
+// testDeadProcessTakenOver: a process recorded its
+// refresh in a FileStore, the server rotated, and the process died before
+// saving. The next Source, at its next refresh, finds the mark and sends
+// the marked refresh token once more at once (its outcome is unknown), and
+// a server with a reuse grace answers with the pair it already issued.
+func testDeadProcessTakenOver(t *testing.T) {
+	f := newFixture(t, bearertest.Config{AccessLifetime: time.Hour, ReuseGrace: 30 * time.Second})
+	store := NewFileStore(filepath.Join(t.TempDir(), "token.json"))
+	ctx := context.Background()
+	t0 := f.token()
+	t0.Obtained = f.clock.Now()
+	if err := store.Save(ctx, t0); err != nil {
+		t.Fatal(err)
+	}
+	f.clock.Advance(56 * time.Minute) // refresh ahead from 55 min
+
+	// The dead process: it records its refresh, the server rotates, and
+	// nothing is saved.
+	lease, err := store.Lock(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t1, err := a.refreshAfter401(ctx, t0) // replaced a rejected token
-	if err != nil {
+	if _, err := lease.Begin(ctx, t0); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.Token(ctx); err != nil {
+	if _, err := f.source(NewMemoryStore(f.token())).Refresh(ctx, f.token()); err != nil {
 		t.Fatal(err)
 	}
-	t2, err := b.Refresh(ctx, t1) // b obtains another
-	if err != nil {
+	if err := lease.Unlock(ctx); err != nil {
 		t.Fatal(err)
 	}
-	got, err := a.refreshAfter401(ctx, t1)
-	if err != nil || got.AccessToken != t2.AccessToken {
-		t.Errorf("a.refreshAfter401(T1) = %v, %v; want the store's T2", got, err)
+
+	finished := make(chan error, 10)
+	cfg := f.config()
+	cfg.Hooks.RefreshFinished = func(_ context.Context, _ time.Duration, err error) { finished <- err }
+	b := NewSource(cfg, store)
+	defer b.Close()
+	for range 2 { // loads the token, then refreshes ahead in the background
+		if got, err := b.Token(ctx); err != nil || got.AccessToken != t0.AccessToken {
+			t.Fatalf("b.Token() = %v, %v; want the valid token", got, err)
+		}
 	}
-	if st := f.srv.Stats(); st.Refreshes != 2 {
-		t.Errorf("server saw %d refreshes, want 2 (a's and b's)", st.Refreshes)
+	if err := <-finished; err != nil {
+		t.Fatalf("the takeover failed: %v", err)
+	}
+	got, err := b.Token(ctx)
+	if err != nil || got.AccessToken == t0.AccessToken || !f.srv.Alive(got.RefreshToken) {
+		t.Fatalf("b.Token() after the takeover = %v, %v; want a new, live token", got, err)
+	}
+	if st := f.srv.Stats(); st.GraceReuses != 1 || st.Revocations != 0 {
+		t.Errorf("server saw %d grace reuses, %d revocations; want 1, 0", st.GraceReuses, st.Revocations)
 	}
 }

@@ -101,6 +101,7 @@ func (s *raceSaveStore) Save(ctx context.Context, t *Token) error {
 }
 
 func TestRetriedSaveNeverOverwritesNewerToken(t *testing.T) {
+	t.Parallel() // waits on real time; touches nothing shared
 	f := newFixture(t, bearertest.Config{})
 	store := &raceSaveStore{inner: NewMemoryStore(f.token()), entered: make(chan struct{}), release: make(chan struct{})}
 	src := f.source(store)
@@ -191,6 +192,7 @@ func TestSourcePrintsNoRefreshToken(t *testing.T) {
 }
 
 func TestSaveFailureUsesTokenAndRetriesSave(t *testing.T) {
+	t.Parallel() // waits on real time; touches nothing shared
 	f := newFixture(t, bearertest.Config{})
 	store := newSignalStore(NewMemoryStore(f.token()))
 	store.fail.Store(2)
@@ -239,5 +241,100 @@ func TestCloseSavesPendingToken(t *testing.T) {
 	saved, err := store.Load(context.Background())
 	if err != nil || saved.RefreshToken != got.RefreshToken {
 		t.Errorf("after Close the store does not hold the token in use")
+	}
+}
+
+// failingLocker is a MemoryStore whose writes under the lock fail while
+// fail is set, and whose reads return the last good token: a long outage.
+type failingLocker struct {
+	*MemoryStore
+	fail atomic.Bool
+}
+
+type failingLease struct {
+	Lease
+	s *failingLocker
+}
+
+func (s *failingLocker) Lock(ctx context.Context) (Lease, error) {
+	l, err := s.MemoryStore.Lock(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &failingLease{Lease: l, s: s}, nil
+}
+
+func (l *failingLease) CompareAndSwap(ctx context.Context, old, new *Token) error {
+	if l.s.fail.Load() {
+		return errors.New("store unavailable")
+	}
+	return l.Lease.CompareAndSwap(ctx, old, new)
+}
+
+// However many rotations a save outage lasts, the Source never sends a
+// refresh token that a read answer replaced (the store keeps offering the
+// last saved one), and the newest token is saved once the store is back.
+func TestLongSaveOutageNeverResendsReplacedToken(t *testing.T) {
+	f := newFixture(t, bearertest.Config{})
+	store := &failingLocker{MemoryStore: NewMemoryStore(f.token())}
+	store.fail.Store(true)
+	src := f.source(store)
+	ctx := t.Context()
+	var last *Token
+	const rotations = 40 // more than any bounded memory of spent tokens
+	for i := range rotations {
+		f.clock.Advance(101 * time.Second)
+		tok, err := src.Token(ctx)
+		if err != nil {
+			t.Fatalf("rotation %d: Token() = %v", i, err)
+		}
+		last = tok
+	}
+	if st := f.srv.Stats(); st.Refreshes != rotations || st.ReuseAttempts != 0 || st.Revocations != 0 {
+		t.Fatalf("server: %d refreshes, %d reuses, %d revocations; want %d, 0, 0", st.Refreshes, st.ReuseAttempts, st.Revocations, rotations)
+	}
+	if stored, _ := store.Load(ctx); stored.RefreshToken != f.grant.RefreshToken {
+		t.Fatal("a save landed during the outage")
+	}
+	store.fail.Store(false)
+	if err := src.Close(); err != nil {
+		t.Fatalf("Close() after the outage = %v, want the last save to land", err)
+	}
+	if stored, err := store.Load(ctx); err != nil || stored.RefreshToken != last.RefreshToken {
+		t.Errorf("after Close the store holds %v, %v; want the newest token", stored, err)
+	}
+}
+
+// While its newest token is unsaved, a Source keeps the store's lock: another
+// Source sharing the store waits instead of spending the stored, already
+// spent refresh token, and Close returns the error of a save that did not land.
+func TestUnsavedRotationKeepsOthersOut(t *testing.T) {
+	f := newFixture(t, bearertest.Config{})
+	store := &failingLocker{MemoryStore: NewMemoryStore(f.token())}
+	store.fail.Store(true)
+	a := f.source(store)
+	b := f.source(store.MemoryStore)
+	ctx := t.Context()
+	f.clock.Advance(101 * time.Second)
+	if _, err := a.Token(ctx); err != nil {
+		t.Fatal(err)
+	}
+	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	if tok, err := b.Token(short); err == nil {
+		t.Fatalf("b.Token() = %v while a's rotation is unsaved; want it to wait for the store's lock", tok)
+	}
+	if err := a.Close(); err == nil {
+		t.Error("a.Close() = nil with its newest token unsaved, want the save's error")
+	}
+	// a is gone; its rotation with it. b finds the refresh token marked as
+	// being spent, sends it once (the outcome is unknown to b), and
+	// reports the strict server's answer as an interrupted refresh.
+	_, err := b.Token(ctx)
+	if !errors.Is(err, ErrInterrupted) || !errors.Is(err, ErrReauthorize) {
+		t.Errorf("b.Token() after a died = %v, want ErrInterrupted and ErrReauthorize", err)
+	}
+	if st := f.srv.Stats(); st.ReuseAttempts != 1 {
+		t.Errorf("server saw %d reuses, want exactly b's one", st.ReuseAttempts)
 	}
 }

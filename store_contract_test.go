@@ -9,6 +9,7 @@ import (
 )
 
 func TestStoresKeepTheContract(t *testing.T) {
+	t.Parallel() // waits on the disk; touches nothing shared
 	t.Run("MemoryStore", func(t *testing.T) {
 		storetest.Run(t, func(*testing.T) bearer.Store { return bearer.NewMemoryStore(nil) })
 	})

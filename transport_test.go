@@ -17,7 +17,6 @@ import (
 	"testing"
 
 	"github.com/jarcoal/httpmock"
-	"go.uber.org/goleak"
 )
 
 // Source must keep the method Transport looks for after a 401.
@@ -402,83 +401,6 @@ func TestTransportInsufficientScope(t *testing.T) {
 		if got := insufficientScope(h); got != tt.want {
 			t.Errorf("insufficientScope(%q) = %v, want %v", tt.header, got, tt.want)
 		}
-	}
-}
-
-// TestTransportStorm sends K requests that all get 401 for the same token:
-// the source rotates once, and each request is sent exactly twice.
-func TestTransportStorm(t *testing.T) {
-	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
-	const k = 500
-
-	src := newRotatingSource()
-	var (
-		arrived  atomic.Int32
-		allIn    = make(chan struct{}) // closed when all k first attempts arrived
-		attempts [k]atomic.Int32
-	)
-	mock := httpmock.NewMockTransport()
-	mock.RegisterResponder(http.MethodGet, "https://api.test/storm", func(r *http.Request) (*http.Response, error) {
-		id, err := strconv.Atoi(r.Header.Get("X-Id"))
-		if err != nil || id < 0 || id >= k {
-			return nil, fmt.Errorf("bad X-Id %q", r.Header.Get("X-Id"))
-		}
-		attempts[id].Add(1)
-		switch r.Header.Get("Authorization") {
-		case "Bearer tok-0":
-			// Hold every answer until all requests carry tok-0, so that
-			// none of them sees the rotated token first.
-			if arrived.Add(1) == k {
-				close(allIn)
-			}
-			<-allIn
-			return httpmock.NewStringResponse(http.StatusUnauthorized, "expired"), nil
-		case "Bearer tok-1":
-			return httpmock.NewStringResponse(http.StatusOK, "ok"), nil
-		}
-		return httpmock.NewStringResponse(http.StatusForbidden, "unknown token"), nil
-	})
-	client := &http.Client{Transport: &Transport{Source: src, Base: mock}}
-
-	var wg sync.WaitGroup
-	statuses := make([]int, k)
-	errs := make([]error, k)
-	for i := range k {
-		wg.Go(func() {
-			req, err := http.NewRequest(http.MethodGet, "https://api.test/storm", nil)
-			if err != nil {
-				errs[i] = err
-				return
-			}
-			req.Header.Set("X-Id", strconv.Itoa(i))
-			resp, err := client.Do(req)
-			if err != nil {
-				errs[i] = err
-				return
-			}
-			resp.Body.Close()
-			statuses[i] = resp.StatusCode
-		})
-	}
-	wg.Wait()
-
-	for i := range k {
-		if errs[i] != nil {
-			t.Errorf("request %d: error = %v", i, errs[i])
-			continue
-		}
-		if statuses[i] != http.StatusOK {
-			t.Errorf("request %d: status = %d, want 200", i, statuses[i])
-		}
-		if got := attempts[i].Load(); got != 2 {
-			t.Errorf("request %d: sent %d times, want 2", i, got)
-		}
-	}
-	if got := src.rotations.Load(); got != 1 {
-		t.Errorf("rotations = %d, want 1", got)
-	}
-	if got := src.refreshes.Load(); got != k {
-		t.Errorf("Refresh calls = %d, want %d (one per rejected request)", got, k)
 	}
 }
 

@@ -156,6 +156,7 @@ func tkTokenEqual(t *testing.T, got, want *Token) {
 }
 
 func TestTokenResponseRejected(t *testing.T) {
+	t.Parallel() // touches nothing shared
 	big := `{"access_token":"` + strings.Repeat("a", 2<<20) + `"}`
 	tests := []struct {
 		name        string
@@ -299,6 +300,7 @@ func (tkEndlessReader) Read(p []byte) (int, error) {
 }
 
 func TestTokenResponseBodyCap(t *testing.T) {
+	t.Parallel() // touches nothing shared
 	tests := []struct {
 		name   string
 		status int

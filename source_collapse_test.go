@@ -1,4 +1,4 @@
-package bearer_test
+package bearer
 
 import (
 	"context"
@@ -10,13 +10,20 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tokenkit/bearer"
 	"github.com/tokenkit/bearer/bearertest"
 )
 
-// These tests check that a crowd of callers costs one refresh: at expiry, in
-// the refresh-ahead window, after a burst of 401s, and while the store is
-// slow. Refreshes are held at a gate, so the crowd is there while one runs.
+// TestCollapse checks that a crowd of callers costs one refresh (the
+// Source's singleflight): at expiry, in the refresh-ahead window, after a
+// burst of 401s, and while the store is slow. Refreshes are held at a
+// gate, so the crowd is there while one runs. Not parallel: the slow-store
+// cases count the process's goroutines.
+func TestCollapse(t *testing.T) {
+	t.Run("at expiry", testCollapseAtExpiry)
+	t.Run("refresh ahead", testCollapseRefreshAhead)
+	t.Run("401", testCollapse401)
+	t.Run("slow store", testCollapseSlowStore)
+}
 
 // collapseCallers is the size of every crowd.
 const collapseCallers = 300
@@ -52,12 +59,12 @@ func (g *collapseGate) RoundTrip(req *http.Request) (*http.Response, error) {
 // waits until release is closed. As it is no Locker, the Source calls Save
 // directly.
 type collapseStore struct {
-	bearer.Store
+	Store
 	saving  chan struct{}
 	release chan struct{}
 }
 
-func (s *collapseStore) Save(ctx context.Context, t *bearer.Token) error {
+func (s *collapseStore) Save(ctx context.Context, t *Token) error {
 	select {
 	case s.saving <- struct{}{}:
 	default:
@@ -81,41 +88,31 @@ func (collapseNop) RoundTrip(req *http.Request) (*http.Response, error) {
 // collapseRig is a strict bearertest server, a Source whose token requests
 // pass collapseGate, and the clock both share.
 type collapseRig struct {
-	clock *bearertest.Clock
-	srv   *bearertest.Server
-	grant bearertest.Grant
-	gate  *collapseGate
-	src   *bearer.Source
+	*fixture
+	gate *collapseGate
+	src  *Source
 }
 
 // newCollapseRig starts a rig. wrap, if not nil, wraps the MemoryStore
 // holding the first grant; edit, if not nil, changes the Source's Config.
-func newCollapseRig(t *testing.T, wrap func(bearer.Store) bearer.Store, edit func(*bearer.Config)) *collapseRig {
+func newCollapseRig(t *testing.T, wrap func(Store) Store, edit func(*Config)) *collapseRig {
 	t.Helper()
-	r := &collapseRig{clock: bearertest.NewClock(time.Date(2026, 5, 6, 7, 8, 9, 0, time.UTC))}
-	r.srv = bearertest.NewServer(bearertest.Config{AccessLifetime: collapseLifetime, Now: r.clock.Now})
-	t.Cleanup(r.srv.Close)
-	r.grant = r.srv.Issue()
+	r := &collapseRig{fixture: newFixture(t, bearertest.Config{AccessLifetime: collapseLifetime})}
 	r.gate = &collapseGate{
 		base:    r.srv.Client().Transport,
 		entered: make(chan struct{}, collapseCallers),
 		release: make(chan struct{}),
 	}
-	var store bearer.Store = bearer.NewMemoryStore(tokenFromGrant(r.grant))
+	var store Store = NewMemoryStore(r.token())
 	if wrap != nil {
 		store = wrap(store)
 	}
-	cfg := bearer.Config{
-		TokenURL:     r.srv.TokenURL(),
-		ClientID:     bearertest.DefaultClientID,
-		ClientSecret: bearertest.DefaultClientSecret,
-		HTTPClient:   &http.Client{Transport: r.gate},
-		Now:          r.clock.Now,
-	}
+	cfg := r.config()
+	cfg.HTTPClient = &http.Client{Transport: r.gate}
 	if edit != nil {
 		edit(&cfg)
 	}
-	r.src = bearer.NewSource(cfg, store)
+	r.src = NewSource(cfg, store)
 	t.Cleanup(func() {
 		r.open()
 		if err := r.src.Close(); err != nil {
@@ -165,11 +162,11 @@ func crowd(f func(i int)) (arrived, done *sync.WaitGroup) {
 	return arrived, done
 }
 
-func TestCollapseAtExpiry(t *testing.T) {
+func testCollapseAtExpiry(t *testing.T) {
 	r := newCollapseRig(t, nil, nil)
 	r.clock.Advance(95 * time.Second)
 
-	toks := make([]*bearer.Token, collapseCallers)
+	toks := make([]*Token, collapseCallers)
 	errs := make([]error, collapseCallers)
 	arrived, done := crowd(func(i int) { toks[i], errs[i] = r.src.Token(t.Context()) })
 	<-r.gate.entered // the refresh is in flight
@@ -191,7 +188,7 @@ func TestCollapseAtExpiry(t *testing.T) {
 	r.checkRefreshes(t, 1)
 }
 
-func TestCollapseRefreshAhead(t *testing.T) {
+func testCollapseRefreshAhead(t *testing.T) {
 	r := newCollapseRig(t, nil, nil)
 	r.clock.Advance(80 * time.Second)
 
@@ -199,7 +196,7 @@ func TestCollapseRefreshAhead(t *testing.T) {
 	// would end only by the deadline, with an error.
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
-	toks := make([]*bearer.Token, collapseCallers)
+	toks := make([]*Token, collapseCallers)
 	errs := make([]error, collapseCallers)
 	_, done := crowd(func(i int) { toks[i], errs[i] = r.src.Token(ctx) })
 	done.Wait()
@@ -223,10 +220,10 @@ func TestCollapseRefreshAhead(t *testing.T) {
 	}
 }
 
-func TestCollapse401(t *testing.T) {
+func testCollapse401(t *testing.T) {
 	var rejected atomic.Int64
 	allRejected := make(chan struct{})
-	r := newCollapseRig(t, nil, func(c *bearer.Config) {
+	r := newCollapseRig(t, nil, func(c *Config) {
 		c.Hooks.TokenRejected = func(context.Context) {
 			if rejected.Add(1) == collapseCallers {
 				close(allRejected)
@@ -238,7 +235,7 @@ func TestCollapse401(t *testing.T) {
 	// connection until the refresh, which here waits for all of them.
 	api := &http.Transport{}
 	defer api.CloseIdleConnections()
-	client := &http.Client{Transport: &bearer.Transport{Source: r.src, Base: api}}
+	client := &http.Client{Transport: &Transport{Source: r.src, Base: api}}
 	r.srv.RevokeAccess(r.grant.AccessToken)
 
 	status := make([]int, collapseCallers)
@@ -282,10 +279,10 @@ func TestCollapse401(t *testing.T) {
 // token endpoint connection.
 const collapseSlack = 10
 
-func TestCollapseSlowStore(t *testing.T) {
+func testCollapseSlowStore(t *testing.T) {
 	newRig := func(t *testing.T) (*collapseRig, *collapseStore) {
 		var store *collapseStore
-		r := newCollapseRig(t, func(s bearer.Store) bearer.Store {
+		r := newCollapseRig(t, func(s Store) Store {
 			store = &collapseStore{Store: s, saving: make(chan struct{}, collapseCallers), release: make(chan struct{})}
 			return store
 		}, nil)
@@ -301,7 +298,7 @@ func TestCollapseSlowStore(t *testing.T) {
 
 	t.Run("expired", func(t *testing.T) {
 		r, store := newRig(t)
-		rt := &bearer.Transport{Source: r.src, Base: collapseNop{}}
+		rt := &Transport{Source: r.src, Base: collapseNop{}}
 		r.clock.Advance(95 * time.Second)
 		r.open()
 		before := runtime.NumGoroutine()
@@ -347,7 +344,7 @@ func TestCollapseSlowStore(t *testing.T) {
 
 	t.Run("ahead", func(t *testing.T) {
 		r, store := newRig(t)
-		rt := &bearer.Transport{Source: r.src, Base: collapseNop{}}
+		rt := &Transport{Source: r.src, Base: collapseNop{}}
 		r.clock.Advance(80 * time.Second)
 		r.open()
 		before := runtime.NumGoroutine()

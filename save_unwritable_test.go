@@ -249,70 +249,67 @@ func TestUnwritableBeforeRefresh(t *testing.T) {
 func TestUnwritableAfterRotation(t *testing.T) {
 	t.Parallel() // waits on real time or the disk; touches nothing shared
 	// The cases wait on the Source's save retries (100 ms, then doubling),
-	// each in its own folder: they run side by side, outside the test
-	// binary's limit on parallel tests.
-	var wg sync.WaitGroup
-	defer wg.Wait()
+	// each in its own folder: they run side by side.
+	var subtests []subtest
 	for _, uw := range unwritables {
-		wg.Go(func() {
-			t.Run(uw.name, func(t *testing.T) {
-				if uw.readOnly {
-					skipUnlessReadOnly(t)
-				}
-				var mend func()
-				var u *unwritableSetup
-				u = newUnwritable(t, func() { mend = uw.brk(t, u.dir, u.disk) })
-				u.f.clock.Advance(200 * time.Second)
-				tok, err := u.src.Token(t.Context())
-				if err != nil {
-					t.Fatalf("Token = %v, want the new token although it is not saved", err)
-				}
-				if tok.RefreshToken == u.f.grant.RefreshToken || !u.f.srv.Alive(tok.RefreshToken) {
-					t.Errorf("Token = a refresh token alive=%v, want the server's new head", u.f.srv.Alive(tok.RefreshToken))
-				}
-				// The save is retried in the background and fails, in the
-				// end with the folder's own error (a folder that went first
-				// fails as a store emptied under its lock, then as a lost lock).
-				guard := time.After(time.Minute) // against a hang, not an ordering
-				for n := 0; ; n++ {
-					select {
-					case err := <-u.failed:
-						if !errors.Is(err, uw.want) {
-							continue
-						}
-						if n == 0 {
-							continue // the save during the refresh; wait for a retry
-						}
-					case <-guard:
-						t.Fatalf("no retried save failed with %v within a minute", uw.want)
-					}
-					break
-				}
-				if n := u.src.Stats().SaveFailures; n < 2 {
-					t.Errorf("Stats().SaveFailures = %d, want at least 2", n)
-				}
-				if len(u.disk.saved) != 0 {
-					t.Fatal("a save landed while the folder was broken")
-				}
-				failures := u.src.Stats().SaveFailures
-				mend()
-				mended := time.Now()
+		subtests = append(subtests, subtest{uw.name, func(t *testing.T) {
+			if uw.readOnly {
+				skipUnlessReadOnly(t)
+			}
+			var mend func()
+			var u *unwritableSetup
+			u = newUnwritable(t, func() { mend = uw.brk(t, u.dir, u.disk) })
+			u.f.clock.Advance(200 * time.Second)
+			tok, err := u.src.Token(t.Context())
+			if err != nil {
+				t.Fatalf("Token = %v, want the new token although it is not saved", err)
+			}
+			if tok.RefreshToken == u.f.grant.RefreshToken || !u.f.srv.Alive(tok.RefreshToken) {
+				t.Errorf("Token = a refresh token alive=%v, want the server's new head", u.f.srv.Alive(tok.RefreshToken))
+			}
+			// The save is retried in the background and fails, in the
+			// end with the folder's own error (a folder that went first
+			// fails as a store emptied under its lock, then as a lost lock).
+			guard := time.After(time.Minute) // against a hang, not an ordering
+			for n := 0; ; n++ {
 				select {
-				case <-u.disk.saved:
+				case err := <-u.failed:
+					if !errors.Is(err, uw.want) {
+						continue
+					}
+					if n == 0 {
+						continue // the save during the refresh; wait for a retry
+					}
 				case <-guard:
-					t.Fatal("the retried save did not land within a minute of the mending")
+					t.Fatalf("no retried save failed with %v within a minute", uw.want)
 				}
-				t.Logf("%d failed saves while broken; the retry landed %v after the mending", failures, time.Since(mended).Round(time.Millisecond))
-				if err := u.src.Close(); err != nil {
-					t.Fatalf("Close = %v, want nil: the save landed", err)
-				}
-				if st := u.f.srv.Stats(); st.TokenRequests != 1 || st.ReuseAttempts != 0 {
-					t.Errorf("token requests, reuses = %d, %d; want 1, 0", st.TokenRequests, st.ReuseAttempts)
-				}
-				unwritableSaved(t, u, tok)
-			})
-		})
+				break
+			}
+			if n := u.src.Stats().SaveFailures; n < 2 {
+				t.Errorf("Stats().SaveFailures = %d, want at least 2", n)
+			}
+			if len(u.disk.saved) != 0 {
+				t.Fatal("a save landed while the folder was broken")
+			}
+			failures := u.src.Stats().SaveFailures
+			mend()
+			mended := time.Now()
+			select {
+			case <-u.disk.saved:
+			case <-guard:
+				t.Fatal("the retried save did not land within a minute of the mending")
+			}
+			t.Logf("%d failed saves while broken; the retry landed %v after the mending", failures, time.Since(mended).Round(time.Millisecond))
+			if err := u.src.Close(); err != nil {
+				t.Fatalf("Close = %v, want nil: the save landed", err)
+			}
+			if st := u.f.srv.Stats(); st.TokenRequests != 1 || st.ReuseAttempts != 0 {
+				t.Errorf("token requests, reuses = %d, %d; want 1, 0", st.TokenRequests, st.ReuseAttempts)
+			}
+			unwritableSaved(t, u, tok)
+		}})
 	}
+	sideBySide(t, subtests...)
 }
 
 // unwritableSaved fails unless the file holds tok, the server's live head.

@@ -145,7 +145,7 @@ func TestMultiprocessOneRefreshPerExpiry(t *testing.T) {
 		}
 	}
 	active := clock.Now() // every child is sending requests
-	time.Sleep(mpActive) // the load's duration, not a synchronisation
+	time.Sleep(mpActive)  // the load's duration, not a synchronisation
 	for _, c := range children {
 		c.stop()
 	}
