@@ -222,11 +222,11 @@ func TestMarshalTokenRoundTrip(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			b, err := marshalToken(tt.tok)
 			if err != nil {
-				t.Fatalf("MarshalToken: %v", err)
+				t.Fatalf("marshalToken: %v", err)
 			}
 			got, err := unmarshalToken(b)
 			if err != nil {
-				t.Fatalf("UnmarshalToken: %v", err)
+				t.Fatalf("unmarshalToken: %v", err)
 			}
 			fsTokenEqual(t, got, tt.tok)
 		})
@@ -259,18 +259,18 @@ func TestUnmarshalTokenRejects(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			got, err := unmarshalToken([]byte(tt.data))
 			if err == nil {
-				t.Fatalf("UnmarshalToken = %v, want an error", got)
+				t.Fatalf("unmarshalToken = %v, want an error", got)
 			}
 			for _, s := range []string{"AT-UNM-9z", "RT-UNM-8y", "tomorrow"} {
 				if strings.Contains(err.Error(), s) {
-					t.Errorf("UnmarshalToken error = %q, quotes the input %q", err, s)
+					t.Errorf("unmarshalToken error = %q, quotes the input %q", err, s)
 				}
 			}
 		})
 	}
 }
 
-// fzUnmarshalErrors are UnmarshalToken's errors: they quote none of the input.
+// fzUnmarshalErrors are unmarshalToken's errors: they quote none of the input.
 var fzUnmarshalErrors = []string{
 	"bearer: stored token is not valid JSON",
 	"bearer: stored token has neither an access nor a refresh token",
@@ -295,28 +295,28 @@ func FuzzUnmarshalToken(f *testing.F) {
 		tok, err := unmarshalToken(data)
 		if err != nil {
 			if tok != nil {
-				t.Errorf("UnmarshalToken = %v, %v; want no token with an error", tok, err)
+				t.Errorf("unmarshalToken = %v, %v; want no token with an error", tok, err)
 			}
 			if !slices.Contains(fzUnmarshalErrors, err.Error()) {
-				t.Errorf("UnmarshalToken error %q is not one of its fixed messages", err)
+				t.Errorf("unmarshalToken error %q is not one of its fixed messages", err)
 			}
 			return
 		}
 		if tok.AccessToken == "" && tok.RefreshToken == "" {
-			t.Errorf("UnmarshalToken = %v: neither an access nor a refresh token", tok)
+			t.Errorf("unmarshalToken = %v: neither an access nor a refresh token", tok)
 		}
 		for _, s := range []string{tok.AccessToken, tok.TokenType} {
 			if !fzHeaderSafe(s) {
-				t.Errorf("UnmarshalToken = a token holding %q, not header-safe", s)
+				t.Errorf("unmarshalToken = a token holding %q, not header-safe", s)
 			}
 		}
 		if !vschar(tok.RefreshToken) {
 			// It travels in a body, so RFC 6749's VSCHAR, a space included.
-			t.Errorf("UnmarshalToken = a refresh token %q, not VSCHAR", tok.RefreshToken)
+			t.Errorf("unmarshalToken = a refresh token %q, not VSCHAR", tok.RefreshToken)
 		}
 		b, err := marshalToken(tok)
 		if err != nil {
-			t.Fatalf("MarshalToken of an unmarshalled token: %v", err)
+			t.Fatalf("marshalToken of an unmarshalled token: %v", err)
 		}
 		again, err := unmarshalToken(b)
 		if err != nil {
@@ -324,7 +324,7 @@ func FuzzUnmarshalToken(f *testing.F) {
 		}
 		fzSameToken(t, "unmarshalToken(marshalToken(tok))", again, tok)
 		if b2, err := marshalToken(again); err != nil || !bytes.Equal(b2, b) {
-			t.Errorf("MarshalToken after a round trip = %q, %v; want %q", b2, err, b)
+			t.Errorf("marshalToken after a round trip = %q, %v; want %q", b2, err, b)
 		}
 	})
 }
@@ -398,7 +398,7 @@ func TestSecretsStoreErrors(t *testing.T) {
 		}
 		secErrCheck(t, err)
 	})
-	t.Run("UnmarshalToken", func(t *testing.T) {
+	t.Run("unmarshalToken", func(t *testing.T) {
 		for _, data := range []string{secAT, `{"access_token":"` + secAT + `"`, `{"access_token":["` + secAT + `"]}`, `{"expiry":"` + secRT + `","access_token":"x"}`} {
 			_, err := unmarshalToken([]byte(data))
 			if err == nil {

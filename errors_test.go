@@ -316,7 +316,7 @@ func TestSecretsRetrieveErrors(t *testing.T) {
 	}
 }
 
-func TestSecretsParseTokenResponse(t *testing.T) {
+func TestSecretsparseTokenResponse(t *testing.T) {
 	tests := []struct {
 		name, contentType, body string
 	}{
@@ -333,9 +333,9 @@ func TestSecretsParseTokenResponse(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			tok, err := ParseTokenResponse([]byte(tt.body), tt.contentType, epNow)
+			tok, err := parseTokenResponse([]byte(tt.body), tt.contentType, epNow)
 			if err == nil {
-				t.Fatalf("ParseTokenResponse = %v, want an error", tok)
+				t.Fatalf("parseTokenResponse = %v, want an error", tok)
 			}
 			secErrCheck(t, err)
 		})

@@ -165,7 +165,7 @@ func fsUnchanged(t *testing.T, fs *FileStore, before []byte) {
 	fsNoTemp(t, filepath.Dir(fs.path))
 }
 
-// unstorableTokens are tokens that Load (and UnmarshalToken) would refuse
+// unstorableTokens are tokens that Load (and unmarshalToken) would refuse
 // or read back changed.
 var unstorableTokens = []struct {
 	name string
@@ -198,7 +198,7 @@ func TestFileStoreRefusesWhatLoadRefuses(t *testing.T) {
 			}
 			fsUnchanged(t, fs, before)
 			if b, err := marshalToken(tt.tok); !errors.Is(err, ErrUnstorable) {
-				t.Errorf("MarshalToken = %q, %v; want ErrUnstorable", b, err)
+				t.Errorf("marshalToken = %q, %v; want ErrUnstorable", b, err)
 			}
 		})
 	}

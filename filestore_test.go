@@ -94,7 +94,7 @@ func TestFileStoreInfoVerbatim(t *testing.T) {
 			}
 			return fs.Load(t.Context())
 		}},
-		{"MarshalToken", func(t *testing.T, tok *Token) (*Token, error) {
+		{"marshalToken", func(t *testing.T, tok *Token) (*Token, error) {
 			b, err := marshalToken(tok)
 			if err != nil {
 				return nil, err

@@ -51,7 +51,7 @@ func TestIssuerRecorded(t *testing.T) {
 		t.Errorf("exchanged token's record = %+v, want %+v", got, want)
 	}
 
-	// Kept at rest, by MarshalToken and by FileStore.
+	// Kept at rest, by marshalToken and by FileStore.
 	b, err := marshalToken(tok)
 	if err != nil {
 		t.Fatal(err)
@@ -61,7 +61,7 @@ func TestIssuerRecorded(t *testing.T) {
 		t.Fatal(err)
 	}
 	if got := issuer.Of(back); got != want {
-		t.Errorf("record after MarshalToken and UnmarshalToken = %+v, want %+v", got, want)
+		t.Errorf("record after marshalToken and unmarshalToken = %+v, want %+v", got, want)
 	}
 	fs := NewFileStore(filepath.Join(t.TempDir(), "token.json"))
 	if err := fs.Save(t.Context(), tok); err != nil {

@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/tokenkit/bearer/internal/tokenanswer"
 )
 
 // maxBody caps every token endpoint response read: answers are small, and
@@ -168,14 +170,21 @@ func headerSafe(s string) bool {
 	return true
 }
 
-// ParseTokenResponse parses a token endpoint's successful answer, as the
+// parseTokenResponse parses a token endpoint's successful answer, as the
 // authorization_code grant returns it, with Expiry and RefreshExpiry
-// computed from now. The body is JSON unless contentType says
+// computed from now: internal/tokenanswer gives it to the bearer command's
+// import. The body is JSON unless contentType says
 // application/x-www-form-urlencoded. It applies the checks a refresh
-// applies. Its errors quote no token: only an OAuth error answer's code and
-// description, and the first characters of a token_type that is not Bearer.
-// Use it to store a token obtained elsewhere.
-func ParseTokenResponse(body []byte, contentType string, now time.Time) (*Token, error) {
+// applies. Its errors quote no token: only an OAuth error answer's code
+// and description, and the first characters of a token_type that is not
+// Bearer.
+func init() {
+	tokenanswer.Parse = func(body []byte, contentType string, now time.Time) (any, error) {
+		return parseTokenResponse(body, contentType, now)
+	}
+}
+
+func parseTokenResponse(body []byte, contentType string, now time.Time) (*Token, error) {
 	if len(body) > maxBody {
 		return nil, fmt.Errorf("bearer: token response: larger than %d bytes", maxBody)
 	}

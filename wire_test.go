@@ -123,9 +123,9 @@ func TestTokenResponse(t *testing.T) {
 			}
 			tkTokenEqual(t, got, &tt.want)
 
-			parsed, err := ParseTokenResponse([]byte(tt.body), tt.contentType, epNow)
+			parsed, err := parseTokenResponse([]byte(tt.body), tt.contentType, epNow)
 			if err != nil {
-				t.Fatalf("ParseTokenResponse: %v", err)
+				t.Fatalf("parseTokenResponse: %v", err)
 			}
 			tkTokenEqual(t, parsed, &tt.want)
 		})
@@ -250,13 +250,13 @@ func TestTokenResponseRejected(t *testing.T) {
 			func() {
 				defer func() {
 					if p := recover(); p != nil {
-						t.Fatalf("ParseTokenResponse panicked: %v", p)
+						t.Fatalf("parseTokenResponse panicked: %v", p)
 					}
 				}()
-				tok, err = ParseTokenResponse([]byte(tt.body), ct, epNow)
+				tok, err = parseTokenResponse([]byte(tt.body), ct, epNow)
 			}()
 			if err == nil || tok != nil {
-				t.Errorf("ParseTokenResponse = %v, %v; want nil and an error", tok, err)
+				t.Errorf("parseTokenResponse = %v, %v; want nil and an error", tok, err)
 			}
 		})
 	}
@@ -500,19 +500,19 @@ func FuzzDecodeToken(f *testing.F) {
 			t.Errorf("Info = %q, not valid JSON", w.Info)
 		}
 		tok, err := w.token(fzNow)
-		ptok, perr := ParseTokenResponse(data, contentType, fzNow)
+		ptok, perr := parseTokenResponse(data, contentType, fzNow)
 		switch {
 		case w.Error != "":
 			var re *RetrieveError
 			if !errors.As(perr, &re) || ptok != nil {
-				t.Errorf("ParseTokenResponse of an error answer = %v, %v; want a *RetrieveError", ptok, perr)
+				t.Errorf("parseTokenResponse of an error answer = %v, %v; want a *RetrieveError", ptok, perr)
 			}
 		case (perr == nil) != (err == nil) && len(data) <= maxBody:
-			t.Errorf("ParseTokenResponse error %v, token() error %v; want both or neither", perr, err)
+			t.Errorf("parseTokenResponse error %v, token() error %v; want both or neither", perr, err)
 		case perr == nil:
-			fzSameToken(t, "ParseTokenResponse", ptok, tok)
+			fzSameToken(t, "parseTokenResponse", ptok, tok)
 		default:
-			fzNoLeak(t, "ParseTokenResponse", perr, append(fzSecretRuns(data), w.AccessToken, w.RefreshToken), fmt.Sprintf("%.20q", w.TokenType))
+			fzNoLeak(t, "parseTokenResponse", perr, append(fzSecretRuns(data), w.AccessToken, w.RefreshToken), fmt.Sprintf("%.20q", w.TokenType))
 		}
 		if err != nil {
 			if tok != nil {

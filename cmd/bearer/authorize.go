@@ -8,6 +8,7 @@ import (
 
 	"github.com/tokenkit/bearer"
 	"github.com/tokenkit/bearer/internal/issuer"
+	"github.com/tokenkit/bearer/internal/tokenanswer"
 )
 
 func (a *app) importToken(ctx context.Context, args []string) int {
@@ -35,7 +36,8 @@ func (a *app) importToken(ctx context.Context, args []string) int {
 	if *form {
 		contentType = "application/x-www-form-urlencoded"
 	}
-	tok, err := bearer.ParseTokenResponse(body, contentType, a.now())
+	answer, err := tokenanswer.Parse(body, contentType, a.now())
+	tok, _ := answer.(*bearer.Token)
 	var re *bearer.RetrieveError
 	if errors.As(err, &re) {
 		// An OAuth error answer: not about the stored token, whatever
