@@ -146,21 +146,22 @@ func TestRetryStopsWithContext(t *testing.T) {
 }
 
 // TestRetryAfterThenDeadline: a Retry-After that fits in what is left of
-// the refresh's time is waited out once; when the next one would outlast
-// it, the refresh ends at once with the server's answer, typed.
+// the refresh's time (Config.RefreshTimeout) is waited out once; when the
+// next one would outlast it, the refresh ends at once with the server's
+// answer, typed.
 func TestRetryAfterThenDeadline(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		mt := httpmock.NewMockTransport()
 		mt.RegisterResponder(http.MethodPost, epURL,
 			epJSON(429, `{"error":"temporarily_unavailable"}`).HeaderSet(http.Header{"Retry-After": {"1"}}))
-		cfg := Config{TokenURL: epURL, HTTPClient: &http.Client{Transport: mt}}
-		ctx, cancel := context.WithTimeout(t.Context(), 1500*time.Millisecond)
-		defer cancel()
+		cfg := Config{TokenURL: epURL, HTTPClient: &http.Client{Transport: mt}, RefreshTimeout: 1500 * time.Millisecond}
+		src := NewSource(cfg, NewMemoryStore(&Token{AccessToken: "at-old", RefreshToken: "rt-old", Expiry: time.Now().Add(-time.Hour)}))
+		defer src.Close()
 		start := time.Now()
-		_, err := cfg.refreshGrant(ctx, "rt-old")
+		_, err := src.Token(t.Context())
 		var re *RetrieveError
 		if !errors.As(err, &re) {
-			t.Fatalf("refreshGrant error = %v, want a *RetrieveError", err)
+			t.Fatalf("Token error = %v, want a *RetrieveError", err)
 		}
 		if re.StatusCode != 429 || re.ErrorCode != "temporarily_unavailable" || re.RetryAfter != time.Second || re.Attempts != 2 {
 			t.Errorf("status, code, RetryAfter, attempts = %d, %q, %v, %d; want 429, temporarily_unavailable, 1s, 2",
@@ -170,7 +171,7 @@ func TestRetryAfterThenDeadline(t *testing.T) {
 			t.Errorf("error %v matches ErrReauthorize; an outage must not ask for authorization", err)
 		}
 		if d := time.Since(start); d != time.Second {
-			t.Errorf("refreshGrant took %v of fake time, want the one wait of 1s", d)
+			t.Errorf("Token took %v of fake time, want the one wait of 1s", d)
 		}
 	})
 }

@@ -316,7 +316,7 @@ func TestSecretsRetrieveErrors(t *testing.T) {
 	}
 }
 
-func TestSecretsparseTokenResponse(t *testing.T) {
+func TestSecretsTokenResponse(t *testing.T) {
 	tests := []struct {
 		name, contentType, body string
 	}{

@@ -255,6 +255,7 @@ func TestFileStoreCorrupt(t *testing.T) {
 		{"header injection", []byte(`{"version":1,"token":{"access_token":"AT-FILE-1a2b\r\nX: y","refresh_token":"RT-FILE-3c4d"}}`)},
 		{"no tokens", []byte(`{"version":1,"token":{"token_type":"Bearer"}}`)},
 		{"over maxFile", append(bytes.Repeat([]byte(" "), maxFile), valid...)},
+		{"maxFile+1 bytes", append(bytes.Repeat([]byte(" "), maxFile+1-len(valid)), valid...)},
 		{"trailing garbage", append(append([]byte{}, valid...), []byte("}} RT-FILE-3c4d")...)},
 	}
 	for _, tt := range tests {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -12,7 +13,9 @@ import (
 	"github.com/tokenkit/bearer/bearertest"
 )
 
-// flakyLocker is a MemoryStore whose first compare-and-swaps fail.
+// flakyLocker is a MemoryStore whose first compare-and-swaps (fail of
+// them; math.MaxInt32 for an outage that lasts) fail. saved receives a
+// value for each one that lands.
 type flakyLocker struct {
 	*MemoryStore
 	fail  atomic.Int32
@@ -244,40 +247,13 @@ func TestCloseSavesPendingToken(t *testing.T) {
 	}
 }
 
-// failingLocker is a MemoryStore whose writes under the lock fail while
-// fail is set, and whose reads return the last good token: a long outage.
-type failingLocker struct {
-	*MemoryStore
-	fail atomic.Bool
-}
-
-type failingLease struct {
-	Lease
-	s *failingLocker
-}
-
-func (s *failingLocker) Lock(ctx context.Context) (Lease, error) {
-	l, err := s.MemoryStore.Lock(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return &failingLease{Lease: l, s: s}, nil
-}
-
-func (l *failingLease) CompareAndSwap(ctx context.Context, old, new *Token) error {
-	if l.s.fail.Load() {
-		return errors.New("store unavailable")
-	}
-	return l.Lease.CompareAndSwap(ctx, old, new)
-}
-
 // However many rotations a save outage lasts, the Source never sends a
 // refresh token that a read answer replaced (the store keeps offering the
 // last saved one), and the newest token is saved once the store is back.
 func TestLongSaveOutageNeverResendsReplacedToken(t *testing.T) {
 	f := newFixture(t, bearertest.Config{})
-	store := &failingLocker{MemoryStore: NewMemoryStore(f.token())}
-	store.fail.Store(true)
+	store := &flakyLocker{MemoryStore: NewMemoryStore(f.token()), saved: make(chan struct{}, 10)}
+	store.fail.Store(math.MaxInt32)
 	src := f.source(store)
 	ctx := t.Context()
 	var last *Token
@@ -296,7 +272,7 @@ func TestLongSaveOutageNeverResendsReplacedToken(t *testing.T) {
 	if stored, _ := store.Load(ctx); stored.RefreshToken != f.grant.RefreshToken {
 		t.Fatal("a save landed during the outage")
 	}
-	store.fail.Store(false)
+	store.fail.Store(0)
 	if err := src.Close(); err != nil {
 		t.Fatalf("Close() after the outage = %v, want the last save to land", err)
 	}
@@ -310,8 +286,8 @@ func TestLongSaveOutageNeverResendsReplacedToken(t *testing.T) {
 // spent refresh token, and Close returns the error of a save that did not land.
 func TestUnsavedRotationKeepsOthersOut(t *testing.T) {
 	f := newFixture(t, bearertest.Config{})
-	store := &failingLocker{MemoryStore: NewMemoryStore(f.token())}
-	store.fail.Store(true)
+	store := &flakyLocker{MemoryStore: NewMemoryStore(f.token()), saved: make(chan struct{}, 10)}
+	store.fail.Store(math.MaxInt32)
 	a := f.source(store)
 	b := f.source(store.MemoryStore)
 	ctx := t.Context()

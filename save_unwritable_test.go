@@ -206,11 +206,18 @@ func newUnwritable(t *testing.T, beforeSend func()) *unwritableSetup {
 	return u
 }
 
-// TestUnwritableBeforeRefresh: the store cannot record the refresh, so no
+// TestUnwritable breaks the store's folder (read-only, missing, a file,
+// a full disk) before a refresh, and after the server rotated.
+func TestUnwritable(t *testing.T) {
+	t.Parallel() // waits on real time or the disk; touches nothing shared
+	t.Run("before a refresh", testUnwritableBeforeRefresh)
+	t.Run("after the rotation", testUnwritableAfterRotation)
+}
+
+// testUnwritableBeforeRefresh: the store cannot record the refresh, so no
 // refresh token is sent; Token reports the store's error once the access
 // token expired, and refreshes once the folder is mended.
-func TestUnwritableBeforeRefresh(t *testing.T) {
-	t.Parallel() // waits on real time or the disk; touches nothing shared
+func testUnwritableBeforeRefresh(t *testing.T) {
 	for _, uw := range unwritables {
 		t.Run(uw.name, func(t *testing.T) {
 			if uw.readOnly {
@@ -243,11 +250,10 @@ func TestUnwritableBeforeRefresh(t *testing.T) {
 	}
 }
 
-// TestUnwritableAfterRotation: the folder breaks while the refresh request
+// testUnwritableAfterRotation: the folder breaks while the refresh request
 // is on its way, after the store recorded it: the new token is used, the
 // save fails, is retried in the background, and lands once mended.
-func TestUnwritableAfterRotation(t *testing.T) {
-	t.Parallel() // waits on real time or the disk; touches nothing shared
+func testUnwritableAfterRotation(t *testing.T) {
 	// The cases wait on the Source's save retries (100 ms, then doubling),
 	// each in its own folder: they run side by side.
 	var subtests []subtest
