@@ -170,6 +170,12 @@ func headerSafe(s string) bool {
 	return true
 }
 
+func init() {
+	tokenanswer.Parse = func(body []byte, contentType string, now time.Time) (any, error) {
+		return parseTokenResponse(body, contentType, now)
+	}
+}
+
 // parseTokenResponse parses a token endpoint's successful answer, as the
 // authorization_code grant returns it, with Expiry and RefreshExpiry
 // computed from now: internal/tokenanswer gives it to the bearer command's
@@ -178,12 +184,6 @@ func headerSafe(s string) bool {
 // applies. Its errors quote no token: only an OAuth error answer's code
 // and description, and the first characters of a token_type that is not
 // Bearer.
-func init() {
-	tokenanswer.Parse = func(body []byte, contentType string, now time.Time) (any, error) {
-		return parseTokenResponse(body, contentType, now)
-	}
-}
-
 func parseTokenResponse(body []byte, contentType string, now time.Time) (*Token, error) {
 	if len(body) > maxBody {
 		return nil, fmt.Errorf("bearer: token response: larger than %d bytes", maxBody)
